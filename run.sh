@@ -20,8 +20,19 @@ setup() {
   # constraints.txt pins torch to the CPU build; without it pip pulls several GB of CUDA wheels.
   "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev]"
   "$VENV/bin/python" -m ipykernel install --sys-prefix --name medrepro --display-name "medrepro (.venv)" >/dev/null
+  cjk_font
   echo "$want" > "$stamp"
   echo "[medrepro] .venv ready"
+}
+
+cjk_font() {
+  # Figures label Chinese benchmarks; without a CJK font matplotlib draws empty boxes. Best effort, never fatal.
+  fc-list :lang=zh 2>/dev/null | grep -q . && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    { apt-get install -y -q fonts-wqy-microhei || { apt-get update -q && apt-get install -y -q fonts-wqy-microhei; }; } >/dev/null 2>&1 \
+      && { echo "[medrepro] installed a CJK font for figures"; return 0; }
+  fi
+  echo "[medrepro] note: no CJK font found (Debian: fonts-wqy-microhei); Chinese labels in figures may show as boxes"
 }
 
 drift() {
