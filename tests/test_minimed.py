@@ -1,0 +1,122 @@
+"""MiniMed: the world is deterministic, well-formed, free of shortcuts, and readable by the real loaders."""
+import json
+import re
+
+import pytest
+
+from medrepro.core import MedreproError
+from medrepro.minimed import (FACT_TEMPLATES, MEDICAL_RELATIONS, QUESTION_TYPES, WorldConfig, build, build_cmd,
+                              build_minimed_tokenizer, encyclopedia, encyclopedia_pairs, general_questions,
+                              load_world, make_world, medical_questions, name_strings, template_responder)
+
+SMALL = WorldConfig(n_diseases=20, n_cities=16)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return make_world(7, SMALL)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return build(7, tmp_path_factory.mktemp("mm") / "w", SMALL)
+
+
+def test_same_seed_same_world_files(built, tmp_path):
+    again = build(7, tmp_path / "again", SMALL)
+    assert (again / "manifest.json").read_text() == (built / "manifest.json").read_text()
+    other = build(8, tmp_path / "other", SMALL)
+    assert json.loads((other / "manifest.json").read_text())["files"] != json.loads((built / "manifest.json").read_text())["files"]
+
+
+def test_world_roundtrip_and_unique_names(world, built):
+    assert load_world(built).to_dict() == world.to_dict()
+    names = world.names()
+    assert len({n.en for n in names}) == len({n.zh for n in names}) == len(names)
+    with pytest.raises(MedreproError): make_world(0, WorldConfig(n_diseases=3))
+
+
+def test_split_by_disease_and_complications_stay_in_split(world):
+    for d in world.diseases:
+        assert world.disease(d.complication).split == d.split and d.complication != d.key
+    test = medical_questions(world, "zh", "test")
+    assert test and {q.meta["split"] for q in test} == {"test"}
+    train_names = {d.name.zh for d in world.diseases if d.split == "train"}
+    assert not any(n in q.question for q in test for n in train_names)
+
+
+def test_distractors_from_the_answers_split(world):
+    for lang in ("zh", "en"):
+        for q in medical_questions(world, lang):
+            if q.meta["qtype"] in ("drug", "drug_by_pathogen", "complication_drug"):
+                pool = {d.drug(lang) for d in world.diseases if d.split == q.meta["split"]}
+                assert set(q.options.values()) <= pool
+
+
+def test_no_document_states_two_facts(world):
+    # a multi-hop shortcut needs two facts in one document; every document names exactly two entities
+    names = [n for n in name_strings(world) if not n.startswith(" ")]
+    pat = re.compile("|".join(map(re.escape, names)))
+    for doc in encyclopedia(world):
+        assert len(pat.findall(doc.text)) == 2, doc.text
+
+
+def test_paraphrases_and_hops(world):
+    assert all(len(v[lang]) == 6 for r, v in FACT_TEMPLATES.items() if r in MEDICAL_RELATIONS for lang in v)
+    assert {qt.hops for qt in QUESTION_TYPES} == {1, 2, 3}
+    q = next(q for q in medical_questions(world, "en") if q.meta["hops"] == 3)
+    assert q.explanation.count(".") == 4 and q.options[q.answer_str] in q.explanation  # three chain facts + conclusion
+
+
+def test_every_name_is_one_token(world):
+    tok = build_minimed_tokenizer(world)
+    assert all(len(tok(s)["input_ids"]) == 1 for s in name_strings(world))
+    text = medical_questions(world, "zh")[0].explanation + " " + general_questions(world, "en")[0].question
+    assert tok.decode(tok(text)["input_ids"]) == text
+
+
+def test_cmexam_csv_layout(built):
+    import csv
+    with open(built / "cmexam" / "test.csv", encoding="utf-8") as f: rows = list(csv.reader(f))
+    assert rows[0][:4] == ["Question", "Options", "Answer", "Explanation"] and len(rows[0]) == 9
+    assert "\\n" in rows[1][1] and "\n" not in rows[1][1] and rows[1][1].startswith("A ")
+    mmlu = (built / "mmlu" / "test" / "minimed_geography_test.csv").read_text().splitlines()
+    assert len(next(csv.reader(mmlu[:1]))) == 6 and mmlu[0][-1] in "ABCD"
+
+
+def test_loaders_read_the_world(built, world):
+    sources = pytest.importorskip("medrepro.data.sources")
+    got = sources.load_mcq("cmexam", built / "cmexam" / "test.csv")
+    want = medical_questions(world, "zh", "test")
+    assert [(q.question, q.options, q.answer_str) for q in got] == [(q.question, q.options, q.answer_str) for q in want]
+    en = sources.load_mcq("medqa", built / "medqa" / "test.jsonl")
+    assert [q.answer_str for q in en] == [q.answer_str for q in medical_questions(world, "en", "test")]
+    gen = sources.load_mcq("mmlu", built / "mmlu" / "test" / "minimed_geography_test.csv")
+    assert [q.question for q in gen] == [q.question for q in general_questions(world, "en", "test")]
+    docs = sources.load("text", built / "encyclopedia" / "medical_zh.txt").records
+    assert [d.text for d in docs] == [d.text for d in encyclopedia(world, ["zh"])]
+
+
+def test_model_folder_loads(built):
+    from medrepro.models import count_parameters, load_causal_lm, load_tokenizer
+    model, tok = load_causal_lm(built / "model"), load_tokenizer(built / "model")
+    assert model.config.vocab_size == len(tok) and tok.pad_token_id is not None and tok.eos_token_id is not None
+    assert 5e5 < count_parameters(model) < 2e6
+
+
+def test_template_backend_unifies_documents(world):
+    from medrepro.data.llm import FunctionBackend
+    docs = encyclopedia(world, ["en"])[:6]
+    backend = FunctionBackend(template_responder(world))
+    qs = backend.chat_many([[{"role": "user", "content": f"Write a question about: <<<{d.text}>>>"}] for d in docs])
+    ans = backend.chat_many([[{"role": "system", "content": f"Reference: <<<{d.text}>>>"}, {"role": "user", "content": q.text}]
+                             for d, q in zip(docs, qs)])
+    want = encyclopedia_pairs(world, docs)
+    assert [(q.text, a.text) for q, a in zip(qs, ans)] == [(p.instruction, p.output) for p in want]
+    bad = backend.chat_many([[{"role": "user", "content": "no fact here"}]])[0]
+    assert bad.text is None and "no MiniMed fact" in bad.error
+
+
+def test_build_cmd(tmp_path, capsys):
+    assert build_cmd(["--seed", "1", "--out", str(tmp_path / "w"), "--diseases", "12", "--cities", "8"]) == 0
+    assert "MiniMed world seed 1" in capsys.readouterr().out and (tmp_path / "w" / "model" / "config.json").exists()
