@@ -322,3 +322,29 @@ def test_real_pubmedqa_and_sharegpt(shared_samples):
 def test_real_xmedbench_periods(shared_samples):
     es = load("xmedbench", shared_samples / "xmedbench" / "test_es_sample10.json")
     assert es[0].options["A"].endswith("pulsioximetría.") and not es[0].options["A"].endswith("..")
+
+
+# ------------------------------------------------------------------ the hub path (no network here: load_dataset is stubbed)
+def test_hub_rows_go_through_the_same_parser(fixtures, monkeypatch):
+    import datasets
+    rows = [json.loads(l) for l in (fixtures / "medmcqa" / "validation_hub.jsonl").read_text().splitlines()]
+    calls = []
+    def fake_load_dataset(hub_id, split=None):
+        calls.append((hub_id, split))
+        return datasets.Dataset.from_list(rows)
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    res = load("medmcqa", "openlifescienceai/medmcqa", hub=True, split="validation")
+    assert calls == [("openlifescienceai/medmcqa", "validation")]
+    assert res.info["cop_base"] == 0 and [q.answer_str for q in res] == ["B", "D", "A", "B", "C"]
+    with pytest.raises(MedreproError, match="no hub reader"):
+        load("cmexam", "some/id", hub=True, split="test")
+    with pytest.raises(MedreproError, match="needs split"):
+        load("medmcqa", "openlifescienceai/medmcqa", hub=True)
+
+
+def test_hub_failure_is_one_clear_error(monkeypatch):
+    import datasets
+    def offline(hub_id, split=None): raise ConnectionError("Couldn't reach the Hugging Face Hub\nmore detail")
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(MedreproError, match="cannot load hub dataset 'x/y' split 'test': ConnectionError: Couldn't reach"):
+        load("medqa", "x/y", hub=True, split="test")
