@@ -127,6 +127,14 @@ def test_pharmacist_nfkc_four_options_multi_answer(fixtures):
     assert [q.id for q in lay] == ["2023_药学/0", "2023_药学/1", "2023_中药学/0"] and lay[2].meta["exam"] == "2023_中药学"
 
 
+def test_pharmacist_full_width_letters(tmp_path):
+    item = {"question": "１．测试", "option": {"Ａ": "甲", "Ｂ": "乙", "Ｃ": "丙", "Ｄ": "丁", "Ｅ": ""}, "answer": "ＡＣ",
+            "analysis": "", "question_type": "多项选择题", "source": "x"}
+    (tmp_path / "fw.json").write_text(json.dumps([item], ensure_ascii=False), encoding="utf-8")
+    q = load("pharmacist", tmp_path / "fw.json")[0]
+    assert q.options == {"A": "甲", "B": "乙", "C": "丙", "D": "丁"} and q.answer == {"A", "C"} and q.question == "1.测试"
+
+
 def test_mmedbench_languages_and_multi_answer(fixtures):
     res = load("mmedbench", fixtures / "mmedbench" / "Test")
     langs = {q.id.split("/")[0]: q.language for q in res}
