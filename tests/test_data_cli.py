@@ -80,3 +80,8 @@ def test_stats_on_real_samples(shared_samples):
     r = stats("--format", "cmexam", shared_samples / "cmexam" / "val_sample15.csv", "--json")
     out = json.loads(r.stdout)
     assert out["records"] == 15 and out["multi_answer"] == 2 and out["option_counts"] == {"4": 1, "5": 14}
+
+
+def test_stats_hub_offline_is_one_line_error():
+    r = stats("--format", "medmcqa", "openlifescienceai/medmcqa", "--hub", "--split", "validation")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "cannot load hub dataset 'openlifescienceai/medmcqa'" in r.stderr
