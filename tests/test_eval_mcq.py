@@ -34,11 +34,38 @@ def _naive_logprob(model, tok, ctx, cont):
 
 def test_scores_equal_unbatched_reference_and_do_not_depend_on_batch_size(tiny):
     model, tok = tiny
-    reqs = [(f"Question {i}: pick one.{' pad' * i}\nAnswer:", c) for i in range(5) for c in (" A", " B", " organ b", " C")]
+    reqs = [(f"Question {i}: pick one.{' pad' * i}\nAnswer:", c) for i in range(5) for c in (" A", " B", " organ b", " E")]
     ref = [_naive_logprob(model, tok, *r) for r in reqs]
     for bs in (1, 3, 16):
         got = score_continuations(model, tok, reqs, batch_size=bs)
         assert all(abs(g[0] - r) < 1e-4 for g, r in zip(got, ref)), bs
+
+
+def test_encode_many_equals_the_tokenizers_own_ids(tiny):
+    from medrepro.eval.mcq import encode_many
+    _, tok = tiny
+    texts = ["Question: x\nAnswer: E", "答案：B", " leading space", ""]
+    assert encode_many(tok, texts) == tok(texts).input_ids
+    tok(texts, padding=True)  # leaves padding switched on in the backend; encode_many must not pad
+    assert encode_many(tok, texts) == tok(texts).input_ids
+
+
+def test_one_row_per_question_even_with_a_two_token_letter(tiny):
+    from medrepro.eval.mcq import _rows
+    _, tok = tiny
+    assert len(tok(" E").input_ids) == 2 and len(tok(" A").input_ids) == 1  # the tiny tokenizer splits " E"
+    reqs = [("Question: q\nAnswer:", f" {k}") for k in "ABCDE"] + [("Question: r\nAnswer:", f" {k}") for k in "ABCD"]
+    rows = _rows(tok, reqs, 1024)
+    assert len(rows) == 2 and sorted(i for r in rows for i, _, _ in r.items) == list(range(9))
+
+
+def test_shared_prefix_changes_nothing(tiny):
+    model, tok = tiny
+    shared = "The following are questions. " * 6
+    reqs = [(shared + f"Question {i}{'!' * i}\nAnswer:", c) for i in range(6) for c in (" A", " E", " organ")]
+    a = score_continuations(model, tok, reqs, batch_size=6, share_prefix=True)
+    b = score_continuations(model, tok, reqs, batch_size=6, share_prefix=False)
+    assert all(abs(x[0] - y[0]) < 1e-4 and x[1:] == y[1:] for x, y in zip(a, b))
 
 
 @pytest.mark.parametrize("scoring", ["letter", "option_text"])

@@ -1,0 +1,106 @@
+"""Log-likelihood MCQ scoring: medrepro vs EleutherAI lm-evaluation-harness (hf backend), same model, same prompts.
+
+Both scorers get the same tiny model object, the same tokenizer and the same 500 fixture questions
+(tests/fixtures/eval/mcq500.jsonl, written by tests/fixtures/eval/make_fixtures.py), rendered with medrepro's
+`mcq_en` prompt; each question's candidates are the option letters " A", " B", ... (and, as a second table, the
+option texts). medrepro runs `medrepro.eval.mcq.evaluate(mode="loglik")`; lm-eval runs `HFLM.loglikelihood` on one
+`Instance` per (question, option), its own request path with its own batching and caching. Timings are the best
+of `--repeats` runs after one warm-up, with torch limited to `--threads` threads. Writes
+bench/results/eval_loglik.json with medrepro_questions_per_s, lm_eval_questions_per_s, speedup and
+prediction_agreement (fraction of questions where both pick the same option).
+
+lm-eval is NOT a medrepro requirement. It was installed for this benchmark only, after checking with
+`pip install --dry-run` that it changes no installed version of torch/transformers/datasets (it only adds packages):
+
+    .venv/bin/pip install --dry-run -c constraints.txt lm-eval==0.4.13   # check: only additions
+    .venv/bin/pip install -c constraints.txt lm-eval==0.4.13
+
+Run (about a minute on 2 shared CPU cores):
+
+    nice .venv/bin/python bench/bench_eval_loglik.py
+"""
+from __future__ import annotations
+import argparse, json, os, platform, sys, time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch
+from medrepro.core import read_jsonl, save_json, run_metadata
+from medrepro.data.prompts import get_template, mcq_prompt
+from medrepro.data.records import MCQ
+from medrepro.eval.mcq import evaluate
+from medrepro.models import load_causal_lm, load_tokenizer
+
+
+def best_time(fn, repeats: int):
+    "Best wall time of `repeats` calls after one warm-up call, and the last result."
+    out = fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter(); out = fn(); times.append(time.perf_counter() - t0)
+    return min(times), times, out
+
+
+def medrepro_preds(model, tok, qs, scoring, batch_size):
+    r = evaluate(model, qs, tokenizer=tok, mode="loglik", scoring=scoring, template="mcq_en", batch_size=batch_size,
+                 n_boot=0, breakdowns=())
+    return [s["pred"] for s in r.samples]
+
+
+def lm_eval_preds(lm, qs, scoring):
+    from lm_eval.api.instance import Instance
+    delim = get_template("mcq_en").delimiter
+    reqs, owner = [], []
+    for qi, q in enumerate(qs):
+        ctx = mcq_prompt(q, "mcq_en")
+        for k, v in q.options.items():
+            cont = delim + (k if scoring == "letter" else v.strip())
+            reqs.append(Instance(request_type="loglikelihood", doc={}, arguments=(ctx, cont), idx=len(owner)))
+            owner.append((qi, k, len(cont)))
+    res = lm.loglikelihood(reqs, disable_tqdm=True)
+    best: dict[int, tuple[float, str]] = {}
+    for (qi, k, n), (lp, _) in zip(owner, res):
+        score = lp if scoring == "letter" else lp / n  # acc_norm: divide by the continuation's length in characters
+        if qi not in best or score > best[qi][0]: best[qi] = (score, k)
+    return [best[i][1] for i in range(len(qs))]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="tiny")
+    p.add_argument("--n", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "eval_loglik.json"))
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    from lm_eval.models.huggingface import HFLM
+    import lm_eval
+    qs = [MCQ.from_dict(d) for d in read_jsonl(ROOT / "tests" / "fixtures" / "eval" / "mcq500.jsonl")][: a.n]
+    tok, model = load_tokenizer(a.model), load_causal_lm(a.model).eval()
+    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=a.batch_size)
+    result = {"model": a.model, "n_questions": len(qs), "batch_size": a.batch_size, "torch_threads": a.threads,
+              "repeats": a.repeats, "lm_eval_version": lm_eval.__version__ if hasattr(lm_eval, "__version__") else "0.4.13"}
+    for scoring in ("letter", "option_text"):
+        t_m, ts_m, p_m = best_time(lambda: medrepro_preds(model, tok, qs, scoring, a.batch_size), a.repeats)
+        t_l, ts_l, p_l = best_time(lambda: lm_eval_preds(lm, qs, scoring), a.repeats)
+        block = {"medrepro_seconds": t_m, "lm_eval_seconds": t_l, "medrepro_all_seconds": ts_m, "lm_eval_all_seconds": ts_l,
+                 "medrepro_questions_per_s": len(qs) / t_m, "lm_eval_questions_per_s": len(qs) / t_l, "speedup": t_l / t_m,
+                 "prediction_agreement": sum(x == y for x, y in zip(p_m, p_l)) / len(qs)}
+        print(scoring, json.dumps({k: round(v, 4) for k, v in block.items() if not isinstance(v, list)}))
+        if scoring == "letter": result.update(block)  # the headline numbers: option letters, one pass per question
+        else: result["option_text"] = block
+    meta = run_metadata({"bench": "eval_loglik", **{k: v for k, v in vars(a).items() if k != "out"}})
+    result["run"] = {k: meta.get(k) for k in ("git_sha", "git_dirty", "sha", "dirty", "versions", "python", "platform", "time_utc") if k in meta}
+    result["cpu_count"] = os.cpu_count()
+    save_json(result, a.out)
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
