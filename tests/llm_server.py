@@ -54,6 +54,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # quiet
         pass
 
+    def setup(self):
+        super().setup()
+        # headers and body go out in two writes; without TCP_NODELAY, Nagle + delayed ACK stall each reply ~40 ms
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def _send(self, status: int, body: bytes, headers: dict | None = None, length: int | None = None):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -130,6 +135,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, reply)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default listen backlog (5) drops connections when many clients connect at once
+    daemon_threads = True
+
+
 class LLMServer:
     """The server; use as a context manager that yields the base URL (see the module docstring)."""
 
@@ -153,7 +163,7 @@ class LLMServer:
             return sum(1 for e in self.log if e["status"] == 200 and e["fault"] is None and pred(e["messages"] or []))
 
     def start(self) -> str:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.owner = self
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

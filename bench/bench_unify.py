@@ -1,0 +1,102 @@
+"""Benchmark: HuatuoGPT-II unification of 1,000 documents against the loopback OpenAI-compatible server.
+
+The server (tests/llm_server.py, the deterministic `mock` responder) runs in its own process and answers every
+request after 50 ms of injected latency, standing in for a remote API. Three runs of the same 1,000 documents
+(two calls each):
+
+1. concurrency 1, empty cache;
+2. concurrency 16, empty cache;
+3. concurrency 16 again into a fresh output file, with run 2's cache: every reply comes from the cache.
+
+Each run's output is checked for lost and duplicated documents. Writes bench/results/unify.json.
+Run it niced: `nice .venv/bin/python bench/bench_unify.py [--docs 1000] [--latency 0.05]`.
+"""
+from __future__ import annotations
+import argparse, json, os, platform, subprocess, sys, tempfile, time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from medrepro.core import run_metadata, save_json, write_jsonl  # noqa: E402
+from medrepro.data.llm import OpenAIBackend  # noqa: E402
+from medrepro.data.unify import UnifyConfig, read_inputs, read_jsonl, rejected_path, run_pipeline, unify_documents  # noqa: E402
+
+
+def make_docs(n: int, path: Path) -> None:
+    "n short documents, alternating English and Chinese, over the five source types."
+    src = ["web", "literature", "encyclopedia", "books", "sft"]
+    rows = []
+    for i in range(n):
+        text = (f"Drug X{i} lowers blood pressure in adults with stage {i % 3 + 1} hypertension. It is taken once daily "
+                f"with food, and the dose is {5 * (i % 4 + 1)} mg." if i % 2 == 0 else
+                f"药物{i}可降低{i % 3 + 1}期高血压成人患者的血压。每日随餐服用一次，剂量为{5 * (i % 4 + 1)}毫克。")
+        rows.append({"id": f"doc{i:05d}", "text": text, "source": src[i % 5]})
+    write_jsonl(rows, path)
+
+
+def check(out: Path, ids: list[str]) -> tuple[int, int]:
+    "(lost, duplicated) documents in an output."
+    got = [r["meta"]["input_id"] for r in read_jsonl(out)] if out.exists() else []
+    if rejected_path(out).exists(): got += [r["input_id"] for r in read_jsonl(rejected_path(out))]
+    c = Counter(got)
+    return len(set(ids) - set(c)), sum(n - 1 for n in c.values() if n > 1)
+
+
+def run(docs, url: str, out: Path, cache: Path, concurrency: int) -> dict:
+    be = OpenAIBackend("bench-model", url, api_key_env=None, concurrency=concurrency, cache=cache, timeout=10)
+    t = time.perf_counter()
+    s = run_pipeline(docs, lambda ch: unify_documents(ch, be, UnifyConfig()), out, backend=be,
+                     chunk_size=max(32, 8 * concurrency), progress=False)
+    dt = time.perf_counter() - t
+    be.close()
+    lost, dup = check(out, [d.id for d in docs])
+    return {"seconds": round(dt, 3), "accepted": s.accepted, "rejected": sum(s.rejected.values()), "failed": s.failed,
+            "requests": s.usage["requests"], "transient_failures": s.usage["transient"], "cached_replies": s.cached,
+            "lost": lost, "duplicated": dup}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--docs", type=int, default=1000)
+    ap.add_argument("--latency", type=float, default=0.05)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "unify.json"))
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench_unify_"))
+    make_docs(a.docs, tmp / "docs.jsonl")
+    docs = read_inputs(tmp / "docs.jsonl", "jsonl")
+    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "llm_server.py"), str(a.latency)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().strip()
+        r1 = run(docs, url, tmp / "c1.jsonl", tmp / "cache1.sqlite", 1)
+        print("concurrency 1:", r1, flush=True)
+        r16 = run(docs, url, tmp / "c16.jsonl", tmp / "cache16.sqlite", 16)
+        print("concurrency 16:", r16, flush=True)
+        rc = run(docs, url, tmp / "cached.jsonl", tmp / "cache16.sqlite", 16)
+        print("cached rerun:", rc, flush=True)
+    finally:
+        server.terminate(); server.wait()
+    res = {
+        "documents": a.docs, "calls_per_document": 2, "injected_latency_s": a.latency,
+        "seconds_concurrency_1": r1["seconds"], "seconds_concurrency_16": r16["seconds"],
+        "speedup": round(r1["seconds"] / r16["seconds"], 2),
+        "seconds_cached_rerun": rc["seconds"],
+        "cache_speedup": round(r1["seconds"] / rc["seconds"], 1),   # uncached concurrency-1 run / cached rerun
+        "cache_speedup_vs_concurrency_16": round(r16["seconds"] / rc["seconds"], 1),
+        "cached_rerun_requests": rc["requests"],
+        "lost": r1["lost"] + r16["lost"] + rc["lost"], "duplicated": r1["duplicated"] + r16["duplicated"] + rc["duplicated"],
+        "runs": {"concurrency_1": r1, "concurrency_16": r16, "cached_rerun": rc},
+        "machine": {"cpus": os.cpu_count(), "load_avg_1m_at_end": round(os.getloadavg()[0], 2), "platform": platform.platform()},
+        "definitions": {"speedup": "seconds_concurrency_1 / seconds_concurrency_16",
+                        "cache_speedup": "seconds_concurrency_1 / seconds_cached_rerun (same 1,000 documents, all replies cached)",
+                        "lost": "input documents missing from the output (accepted + rejected files), summed over the runs",
+                        "duplicated": "extra occurrences of a document in the output, summed over the runs"},
+        "run": {k: v for k, v in run_metadata({"docs": a.docs, "latency": a.latency}).items() if k in ("git_sha", "git_dirty", "time_utc", "versions", "python")},
+    }
+    save_json(res, a.out)
+    print(json.dumps({k: v for k, v in res.items() if not isinstance(v, dict)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
