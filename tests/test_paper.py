@@ -189,3 +189,24 @@ def test_unavailable_tier_is_not_a_failure(tables, tmp_path, capsys):
             "--tier", "mini", "--no-report"]
     assert main(args) == 0
     assert "not available at tier mini: demo/ok" in capsys.readouterr().out
+
+
+def test_real_paper_tables_end_to_end_through_the_console_script(tmp_path):
+    """`medrepro reproduce --tier smoke --table ...` on real paper tables: a figure that trains the tiny model, and a sampler figure."""
+    exe = Path(sys.executable).parent / "medrepro"
+    args = [str(exe), "reproduce", "--tier", "smoke", "--table", "guo2023/figure1", "--table", "sft_share", "--runs-dir", str(tmp_path)]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "[2/2]" in r.stderr and "2 ok" in r.stdout
+    fig1 = tmp_path / "smoke" / "guo2023" / "figure1"
+    res = load_json(fig1 / "results.json")
+    first, last = (x["value"] for x in res["rows"][:2])
+    assert res["tier"] == "smoke" and last < first  # the tiny model did learn its five sentences
+    assert (fig1 / "figure1_loss.png").exists() and load_json(fig1 / "run.json")["status"] == "ok"
+    share = load_json(tmp_path / "smoke" / "huatuo2" / "sft_share" / "results.json")
+    by = {(x["row"], x["metric"]): x["value"] for x in share["rows"]}
+    assert by[("beta 1.0", "sft share last 10%")] > 80 > by[("beta 1.0", "sft share first 10%")]  # SFT comes last
+    page = (tmp_path / "smoke" / "report.html").read_text()
+    assert "guo2023 / figure1" in page and "NOISE" in page and "not run" in page  # other tables listed as not run
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and again.stderr.count("skipped") == 2
