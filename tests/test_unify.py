@@ -240,3 +240,28 @@ def test_cli_unify_with_local_tiny_model(tmp_path, capsys):
     rep = json.loads(report_path(tmp_path / "o.jsonl").read_text())
     assert rep["output"]["accepted_inputs"] + rep["output"]["rejected_inputs"] == 2
     assert rep["this_run"]["usage"]["completion_tokens"] > 0
+
+
+def test_fixture_corpus_through_the_cli(fixtures, tmp_path, capsys):
+    out = tmp_path / "pairs.jsonl"
+    rc = main(["unify", "--input", str(fixtures / "unify" / "docs.jsonl"), "--format", "jsonl", "--out", str(out),
+               "--backend", "function", "--model", "mock", "--cache", "none", "--no-progress"])
+    assert rc == 0 and "8 done (8 accepted" in capsys.readouterr().out
+    pairs = {r["meta"]["document_id"]: r for r in read_jsonl(out)}
+    assert {k: v["priority"] for k, v in pairs.items()} == {
+        "web-001": 32, "web-002": 32, "lit-001": 16, "lit-002": 16, "enc-001": 8, "enc-002": 8, "book-001": 4, "sft-001": 1}
+    assert pairs["web-002"]["language"] == "zh" and pairs["web-001"]["language"] == "en"
+    assert all(p["meta"]["source_type"] == p["source"] and p["meta"]["prompt_version"] for p in pairs.values())
+
+
+def test_generate_qa_and_translate_with_local_tiny_model(fixtures, tmp_path, capsys):
+    common = ["--backend", "hf", "--model", "tiny", "--cache", str(tmp_path / "c.sqlite"), "--retries", "0",
+              "--max-tokens", "16", "--limit", "2", "--no-progress"]
+    rc = main(["generate-qa", "--input", str(fixtures / "unify" / "docs.jsonl"), "--format", "jsonl",
+               "--out", str(tmp_path / "qa.jsonl"), *common])
+    assert rc == 0 and "2 inputs: 2 done" in capsys.readouterr().out  # noise from a random model: recorded as rejected
+    write_jsonl([{"id": "p1", "instruction": "What is metformin?", "output": "A biguanide.", "language": "en"}],
+                tmp_path / "pairs.jsonl")
+    rc = main(["translate", "--input", str(tmp_path / "pairs.jsonl"), "--to", "zh", "--out", str(tmp_path / "tr.jsonl"),
+               "--encoder", "tiny", *common])
+    assert rc == 0 and "zh: kept" in capsys.readouterr().out
