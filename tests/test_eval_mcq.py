@@ -228,3 +228,34 @@ def test_eval_run_cli_on_a_data_file(fixtures, tmp_path, capsys):
     assert m["n"] == 5 and m["protocol"]["scoring"] == "option_text" and m["protocol"]["template"] == "auto"
     assert "mcq_zh" in m["protocol"]["templates"] and m["benchmark"]["format"] == "cmexam"
     assert len((tmp_path / "samples.jsonl").read_text().splitlines()) == 5
+
+
+# ---------- registered benchmarks (bundled smoke fixtures) ----------
+
+def test_benchmark_kshot_uses_per_subject_shots_never_the_question(tiny):
+    from medrepro.data.benchmarks import get_benchmark
+    from medrepro.eval.mcq import evaluate_benchmark
+    model, tok = tiny
+    r = evaluate_benchmark(model, "mmlu_medical", tokenizer=tok, path="smoke", limit=6, mode="loglik", n_boot=20)
+    spec = get_benchmark("mmlu_medical")
+    assert r.protocol["shots"] == spec.n_shots == 5 and r.protocol["benchmark"]["version"] == spec.version
+    for s in r.samples:
+        assert len(s["shot_ids"]) == 5 and s["prompt"].count("Answer:") == 6
+        q_text = s["prompt"].rsplit("Question: ", 1)[1]
+        assert s["prompt"].count(q_text) == 1  # the question is not among its own shots
+
+
+def test_pubmedqa_prompt_carries_the_abstract(tiny):
+    from medrepro.eval.mcq import evaluate_benchmark
+    model, tok = tiny
+    r = evaluate_benchmark(model, "pubmedqa", tokenizer=tok, path="smoke", limit=3, mode="loglik", scoring="option_text", n_boot=10)
+    assert all(s["prompt"].count("Abstract: ") == 1 for s in r.samples) and set(r.metrics) >= {"accuracy", "accuracy_ci"}
+
+
+def test_eval_run_cli_benchmark_smoke_generate(tmp_path, capsys):
+    rc, out = _main(capsys, "eval", "run", "--model", "tiny", "--benchmark", "cmexam_test", "--data", "smoke", "--limit", "4",
+                    "--max-new-tokens", "4", "--n-boot", "10", "--out", str(tmp_path))
+    assert rc == 0
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["benchmark"]["name"] == "cmexam_test" and m["protocol"]["mode"] == "generate" and m["protocol"]["extractor"] == "guo2023"
+    assert m["protocol"]["max_new_tokens"] == 4 and m["n"] == 4 and "mcq_zh" in m["protocol"]["templates"]
