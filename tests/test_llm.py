@@ -156,3 +156,20 @@ def test_hf_backend_batched_tiny(tmp_path):
     greedy_again = HFBackend("tiny", batch_size=3).chat_many(convs, max_tokens=6)  # other batching, same greedy text
     assert [r.text for r in greedy_again] == [r.text for r in res]
     assert all(r.cached for r in b.chat_many(convs, max_tokens=6))
+
+
+def test_transient_failures_are_counted_by_kind():
+    srv = serve(echo_responder, faults=["429", "500", "timeout", "nonjson"], hang=0.6)
+    with srv as url:
+        b = backend(url, timeout=0.3, max_retries=4)
+        r = b.chat(MSG)
+    assert r.ok and r.attempts == 5
+    assert b.usage.transient == {"http:429": 1, "http:500": 1, "timeout": 1, "not_json": 1}
+    assert b.usage.requests == 5 and b.usage.retries == 4 and b.usage.succeeded == 1
+
+
+def test_retry_after_http_date():
+    from email.utils import formatdate
+    from medrepro.data.llm import _parse_retry_after
+    assert 0 < _parse_retry_after(formatdate(time.time() + 3, usegmt=True)) <= 3
+    assert _parse_retry_after("garbage") is None and _parse_retry_after(formatdate(time.time() - 5, usegmt=True)) == 0

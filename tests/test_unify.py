@@ -212,7 +212,9 @@ def test_cli_unify_generate_translate_never_write_the_key(tmp_path, monkeypatch,
     assert "5 done (5 accepted" in printed.out and "failed 0" in printed.out and "fr: kept" in printed.out
     assert all(e["authorized"] for e in srv.log) and sum(e["fault"] is not None for e in srv.log) == 3
     assert len(read_jsonl(out / "pairs.jsonl")) == 5 and len(read_jsonl(out / "mcq.jsonl")) == 2
-    assert len(read_jsonl(out / "fr.jsonl")) == 5  # the mock translates by identity: every cycle is perfect
+    # the mock translates by identity: English "French" passes the script check and a perfect cycle; Chinese does not
+    assert len(read_jsonl(out / "fr.jsonl")) == 3
+    assert [r["reason"] for r in read_jsonl(out / "fr.jsonl.rejected.jsonl")] == ["wrong_language"] * 2
     run = json.loads((out / "pairs.jsonl.run.json").read_text())
     assert run["params"]["api_key_env"] == "MEDREPRO_TEST_API_KEY" and run["backend"]["key_present"] is True
     files = _all_written(tmp_path)
@@ -265,3 +267,15 @@ def test_generate_qa_and_translate_with_local_tiny_model(fixtures, tmp_path, cap
     rc = main(["translate", "--input", str(tmp_path / "pairs.jsonl"), "--to", "zh", "--out", str(tmp_path / "tr.jsonl"),
                "--encoder", "tiny", *common])
     assert rc == 0 and "zh: kept" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text,lang,ok", [
+    ("高血压患者应限制食盐摄入。", "zh", True), ("Patients should limit salt (NaCl).", "zh", False),
+    ("高血圧の患者は塩分を控えるべきです。", "ja", True), ("高血压患者应限盐。", "ja", False),
+    ("高血圧の患者は塩分を控えるべきです。", "zh", False),
+    ("Пациентам следует ограничить соль.", "ru", True), ("Patients should limit salt.", "ru", False),
+    ("Les patients doivent limiter le sel.", "fr", True), ("患者应限盐。", "es", False), ("anything", "xx", True),
+])
+def test_language_control_by_script(text, lang, ok):
+    from medrepro.data.unify import language_ok
+    assert language_ok(text, lang) is ok
