@@ -5,7 +5,8 @@ Both scorers get the same tiny model object, the same tokenizer and the same 500
 `mcq_en` prompt; each question's candidates are the option letters " A", " B", ... (and, as a second table, the
 option texts). medrepro runs `medrepro.eval.mcq.evaluate(mode="loglik")`; lm-eval runs `HFLM.loglikelihood` on one
 `Instance` per (question, option), its own request path with its own batching and caching. Timings are the best
-of `--repeats` runs after one warm-up, with torch limited to `--threads` threads. Writes
+of `--repeats` rounds after one warm-up, the two scorers alternating within each round so that load from other
+processes on a shared machine hits both alike; torch is limited to `--threads` threads. Writes
 bench/results/eval_loglik.json with medrepro_questions_per_s, lm_eval_questions_per_s, speedup and
 prediction_agreement (fraction of questions where both pick the same option).
 
@@ -36,13 +37,14 @@ from medrepro.eval.mcq import evaluate
 from medrepro.models import load_causal_lm, load_tokenizer
 
 
-def best_time(fn, repeats: int):
-    "Best wall time of `repeats` calls after one warm-up call, and the last result."
-    out = fn()
-    times = []
+def interleaved_best(fa, fb, repeats: int):
+    "Best wall time of each function over `repeats` rounds (after one warm-up each), alternating a and b every round."
+    out_a, out_b = fa(), fb()
+    ta, tb = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter(); out = fn(); times.append(time.perf_counter() - t0)
-    return min(times), times, out
+        t0 = time.perf_counter(); out_a = fa(); ta.append(time.perf_counter() - t0)
+        t0 = time.perf_counter(); out_b = fb(); tb.append(time.perf_counter() - t0)
+    return (min(ta), ta, out_a), (min(tb), tb, out_b)
 
 
 def medrepro_preds(model, tok, qs, scoring, batch_size):
@@ -74,7 +76,7 @@ def main():
     p.add_argument("--model", default="tiny")
     p.add_argument("--n", type=int, default=500)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "eval_loglik.json"))
     a = p.parse_args()
@@ -87,8 +89,8 @@ def main():
     result = {"model": a.model, "n_questions": len(qs), "batch_size": a.batch_size, "torch_threads": a.threads,
               "repeats": a.repeats, "lm_eval_version": lm_eval.__version__ if hasattr(lm_eval, "__version__") else "0.4.13"}
     for scoring in ("letter", "option_text"):
-        t_m, ts_m, p_m = best_time(lambda: medrepro_preds(model, tok, qs, scoring, a.batch_size), a.repeats)
-        t_l, ts_l, p_l = best_time(lambda: lm_eval_preds(lm, qs, scoring), a.repeats)
+        (t_m, ts_m, p_m), (t_l, ts_l, p_l) = interleaved_best(lambda: medrepro_preds(model, tok, qs, scoring, a.batch_size),
+                                                              lambda: lm_eval_preds(lm, qs, scoring), a.repeats)
         block = {"medrepro_seconds": t_m, "lm_eval_seconds": t_l, "medrepro_all_seconds": ts_m, "lm_eval_all_seconds": ts_l,
                  "medrepro_questions_per_s": len(qs) / t_m, "lm_eval_questions_per_s": len(qs) / t_l, "speedup": t_l / t_m,
                  "prediction_agreement": sum(x == y for x, y in zip(p_m, p_l)) / len(qs)}
