@@ -229,7 +229,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     rc = main(["unify", "--input", str(tmp_path / "d.txt"), "--out", str(tmp_path / "o.jsonl"),
                "--backend", "function", "--model", "mock"])
     err = capsys.readouterr().err
-    assert rc == 1 and "source type '' has no priority" in err and len(err.strip().splitlines()) == 1
+    assert rc == 1 and "source type None has no priority" in err and len(err.strip().splitlines()) == 1
 
 
 def test_cli_unify_with_local_tiny_model(tmp_path, capsys):
@@ -279,3 +279,18 @@ def test_generate_qa_and_translate_with_local_tiny_model(fixtures, tmp_path, cap
 def test_language_control_by_script(text, lang, ok):
     from medrepro.data.unify import language_ok
     assert language_ok(text, lang) is ok
+
+
+def test_multi_record_input_cut_by_a_kill_is_redone(tmp_path):
+    out = tmp_path / "qa.jsonl"
+    be = FunctionBackend(lambda m: "Summary." if m[0]["content"].startswith("Condense") else
+                         json.dumps([{"question": f"Q{k}?", "answer": f"A{k}."} for k in range(3)]), name="three")
+    docs = [Document(f"d{i}", f"Text {i}.", source="web") for i in range(3)]
+    run_pipeline(docs[:2], lambda ch: generate_qa(ch, be, QAConfig(language="en")), out, progress=False)
+    lines = out.read_text().splitlines(keepends=True)
+    assert len(lines) == 6 and json.loads(lines[-1])["meta"]["input_records"] == 3
+    out.write_text("".join(lines[:4]) + lines[4][:10])  # killed while writing d1's records: 1 whole, 1 partial
+    s = run_pipeline(docs, lambda ch: generate_qa(ch, be, QAConfig(language="en")), out, progress=False)
+    assert s.skipped_done == 1 and s.done == 2
+    got = Counter(json.loads(l)["meta"]["input_id"] for l in out.read_text().splitlines())
+    assert got == {"d0": 3, "d1": 3, "d2": 3}
