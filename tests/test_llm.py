@@ -173,3 +173,14 @@ def test_retry_after_http_date():
     from medrepro.data.llm import _parse_retry_after
     assert 0 < _parse_retry_after(formatdate(time.time() + 3, usegmt=True)) <= 3
     assert _parse_retry_after("garbage") is None and _parse_retry_after(formatdate(time.time() - 5, usegmt=True)) == 0
+
+
+@pytest.mark.gpu
+def test_hf_backend_on_cuda_bf16():
+    import torch
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    b = HFBackend("tiny", device="cuda", dtype="bfloat16", batch_size=4)
+    res = b.chat_many([[{"role": "user", "content": c}] for c in ["发热", "cough", "头痛", "rash", "fatigue"]], max_tokens=8)
+    assert all(r.ok for r in res) and b.usage.completion_tokens > 0
+    assert next(b._lm.parameters()).device.type == "cuda"
