@@ -259,3 +259,10 @@ def test_eval_run_cli_benchmark_smoke_generate(tmp_path, capsys):
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["benchmark"]["name"] == "cmexam_test" and m["protocol"]["mode"] == "generate" and m["protocol"]["extractor"] == "guo2023"
     assert m["protocol"]["max_new_tokens"] == 4 and m["n"] == 4 and "mcq_zh" in m["protocol"]["templates"]
+
+
+def test_guessing_step_reports_strict_accuracy_too():
+    q = MCQ("0", "Which?", {"A": "维生素A", "B": "维生素C"}, "A", language="zh")
+    r = rescore([q, MCQ("1", "Which?", {"A": "x", "B": "y"}, "B")], {"0": "维生素", "1": "B"}, n_boot=10)
+    assert r.samples[0]["step"] == "levenshtein_tie" and r.samples[0]["correct"]  # the tie went to A, which is right by luck
+    assert r.metrics["accuracy"] == 1.0 and r.metrics["accuracy_strict"] == 0.5 and r.metrics["guessed"] == 1
