@@ -20,6 +20,7 @@ def test_accuracy_is_exact_set_match():
     assert accuracy([{"A", "B"}, {"A"}, None, "BA"], ["AB", "AB", "A", "AB"]) == 0.5
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning")  # the reference call, as CMExam makes it
 def test_weighted_f1_equals_reference_sklearn_over_answer_strings():
     preds, golds = _random_run()
     ref_pred = ["".join(sorted(p)) if p else "无答案" for p in preds]  # the CMExam script's own unparsed label
@@ -54,6 +55,9 @@ def test_fast_bootstrap_f1_matches_generic_path():
     preds, golds = _random_run(120)
     fast = bootstrap_ci("f1_weighted", preds, golds, n_boot=50, seed=5)
     slow = bootstrap_ci(lambda p, g: f1_weighted(p, g), preds, golds, n_boot=50, seed=5)
+    assert np.allclose(fast, slow)
+    fast = bootstrap_ci("f1_per_letter_macro", preds, golds, n_boot=50, seed=5)
+    slow = bootstrap_ci(lambda p, g: f1_per_letter_macro(p, g, "ABCDE"), preds, golds, n_boot=50, seed=5)
     assert np.allclose(fast, slow)
 
 
@@ -95,3 +99,15 @@ def test_compare_runs_aligns_by_id_and_rejects_different_questions():
 
 def test_answer_key():
     assert answer_key("CA") == "AC" and answer_key(None) == UNPARSED
+
+
+def test_compare_eval_reads_saved_runs(tmp_path):
+    import json
+    from medrepro.eval.stats import compare_eval
+    for name, preds in (("a", "AAAB"), ("b", "ABBB")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "samples.jsonl").write_text("".join(json.dumps({"id": str(i), "pred": p, "gold": "A"}) + "\n" for i, p in enumerate(preds)))
+    r = compare_eval(tmp_path / "a", tmp_path / "b" / "samples.jsonl")
+    assert (r["only_a_correct"], r["only_b_correct"]) == (2, 0) and r["diff"] == 0.5
+    with pytest.raises(MedreproError, match="no such"):
+        compare_eval(tmp_path / "a", tmp_path / "c")
