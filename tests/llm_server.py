@@ -23,6 +23,7 @@ Usage::
   ``"500"``, ``"502"``, ``"503"``   that status with a short JSON error body
   ``"400"``, ``"401"``   client errors (a client must NOT retry these)
   ``"timeout"``    sleeps `hang` seconds before answering normally (set the client timeout below it)
+  ``"slow"``       200 whose body trickles out over `hang` seconds (defeats a per-read timeout, not a deadline)
   ``"truncated"``  200 with a Content-Length larger than the body, then the connection is closed
   ``"nonjson"``    200 with an HTML body
   ``"nochoices"``  200 with JSON that has no `choices`
@@ -36,7 +37,7 @@ Usage::
 messages satisfy `pred(messages)`. Usage in replies is counted in whitespace-separated words.
 """
 from __future__ import annotations
-import json, socket, threading, time
+import json, socket, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
@@ -127,6 +128,21 @@ class _Handler(BaseHTTPRequestHandler):
                             "usage": {"prompt_tokens": prompt_words, "completion_tokens": len(text.split()),
                                       "total_tokens": prompt_words + len(text.split())}},
                            ensure_ascii=False).encode()
+        if fault == "slow":  # headers at once, then the body a few bytes at a time over `hang` seconds
+            entry["status"] = 200
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            step = max(1, len(reply) // 20)
+            try:
+                for i in range(0, len(reply), step):
+                    self.wfile.write(reply[i:i + step])
+                    self.wfile.flush()
+                    time.sleep(srv.hang / 20)
+            except OSError:  # the client gave up
+                self.close_connection = True
+            return
         if fault == "truncated":
             entry["status"] = 200
             self.close_connection = True
@@ -138,6 +154,11 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     request_queue_size = 256  # the default listen backlog (5) drops connections when many clients connect at once
     daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], OSError):  # a client that gave up (timeout test): expected, not news
+            return
+        super().handle_error(request, client_address)
 
 
 class LLMServer:
@@ -190,7 +211,6 @@ def serve(responder: Callable[[list[dict]], str] = echo_responder, faults=None, 
 
 
 if __name__ == "__main__":  # a standalone server for manual trials and subprocess tests: python llm_server.py [latency]
-    import sys
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
     from medrepro.data.llm import mock_responder
     with serve(mock_responder, latency=float(sys.argv[1]) if len(sys.argv) > 1 else 0.0) as url:

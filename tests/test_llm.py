@@ -43,6 +43,16 @@ def test_timeout_then_success():
     assert r.ok and r.attempts == 2 and dt < 1.0
 
 
+def test_whole_request_deadline_catches_a_trickling_server():
+    srv = serve(echo_responder, faults=["slow"], hang=2.0)
+    with srv as url:
+        b = backend(url, timeout=0.4)
+        t = time.time()
+        r = b.chat(MSG)
+        dt = time.time() - t
+    assert r.ok and r.attempts == 2 and b.usage.transient == {"timeout": 1} and dt < 1.5
+
+
 def test_final_error_after_retries():
     srv = serve(echo_responder, faults=lambda n, body: "503")
     with srv as url:
