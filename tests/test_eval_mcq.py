@@ -266,3 +266,14 @@ def test_guessing_step_reports_strict_accuracy_too():
     r = rescore([q, MCQ("1", "Which?", {"A": "x", "B": "y"}, "B")], {"0": "维生素", "1": "B"}, n_boot=10)
     assert r.samples[0]["step"] == "levenshtein_tie" and r.samples[0]["correct"]  # the tie went to A, which is right by luck
     assert r.metrics["accuracy"] == 1.0 and r.metrics["accuracy_strict"] == 0.5 and r.metrics["guessed"] == 1
+
+
+@pytest.mark.gpu
+def test_loglik_on_cuda_matches_cpu():
+    qs = _questions(10)
+    cpu = evaluate("tiny", qs, device="cpu", n_boot=0)
+    gpu = evaluate("tiny", qs, device="cuda", n_boot=0, batch_size=4)
+    assert gpu.protocol["device"].startswith("cuda")
+    assert [s["pred"] for s in cpu.samples] == [s["pred"] for s in gpu.samples]
+    for a, b in zip(cpu.samples, gpu.samples):
+        assert all(abs(x["logprob"] - y["logprob"]) < 1e-3 for x, y in zip(a["scores"], b["scores"]))
