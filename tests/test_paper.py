@@ -208,5 +208,8 @@ def test_real_paper_tables_end_to_end_through_the_console_script(tmp_path):
     assert by[("beta 1.0", "sft share last 10%")] > 80 > by[("beta 1.0", "sft share first 10%")]  # SFT comes last
     page = (tmp_path / "smoke" / "report.html").read_text()
     assert "guo2023 / figure1" in page and "NOISE" in page and "not run" in page  # other tables listed as not run
+    lib = load_json(fig1 / "run.json")["library_fingerprint"]
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and again.stderr.count("skipped") == 2
+    assert again.returncode == 0
+    if paper.library_fingerprint() == lib:  # (in a shared checkout someone may edit the library in between: then it re-runs)
+        assert again.stderr.count("skipped") == 2, again.stderr
