@@ -41,6 +41,9 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     a, b = _state(full.model), _state(res.model)
     assert all(torch.allclose(a[k], b[k], atol=1e-6, rtol=0) for k in a)
     assert [round(x, 5) for x in res.losses()] == [round(x, 5) for x in full.losses()]  # log continued seamlessly
+    # resuming from an earlier checkpoint than the newest rewinds the loss log to it
+    again = train_sft(data, output_dir=str(tmp_path / "b"), resume_from=str(tmp_path / "b" / "checkpoint-3"), **kw)
+    with open(again.loss_log) as f: assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4, 5, 6]
     with pytest.raises(MedreproError, match="different data order"):
         train_sft(data, output_dir=str(tmp_path / "b"), resume_from=str(tmp_path / "b" / "checkpoint-3"), **{**kw, "seed": 4})
 
