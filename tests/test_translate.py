@@ -68,7 +68,9 @@ def test_translate_jobs_keeps_and_rejects(scorer):
     srv = serve(lossy)
     with srv as url:
         be = OpenAIBackend("m", url, api_key_env=None, concurrency=3)
-        outs = translate_jobs([TranslationJob(r, "fr") for r in recs], be, scorer)
+        res = translate_jobs([TranslationJob(r, "fr") for r in recs], be, scorer)
+        outs = res.outcomes
+    assert [r.id for r in res.records] == ["p1-fr", "q1-fr", "d1-fr"] and res.report["rejected_by_rule"] == {"below_threshold": 1}
     st = {o.id: (o.status, o.reason) for o in outs}
     assert st == {"p1@fr": ("ok", None), "p2@fr": ("rejected", "below_threshold"), "q1@fr": ("ok", None),
                   "d1@fr": ("ok", None)}
@@ -84,7 +86,7 @@ def test_wrong_language_and_same_language_are_rejected(scorer):
     be = FunctionBackend(lambda m: payload(m), name="identity")  # "translating" English into Chinese by identity
     outs = translate_jobs([TranslationJob(Pair("p", "What is X?", "X is a drug."), "zh"),
                            TranslationJob(Pair("q", "What is Y?", "Y is a drug."), "en")], be, scorer,
-                          TranslateConfig(retries=0))
+                          TranslateConfig(retries=0)).outcomes
     assert [(o.status, o.reason) for o in outs] == [("rejected", "wrong_language"), ("rejected", "same_language")]
 
 

@@ -25,7 +25,7 @@ def http(url, **kw):
 def test_unify_over_http_with_provenance_and_language():
     srv = serve(mock_responder)
     with srv as url:
-        outs = unify_documents(EN + ZH, http(url, concurrency=4))
+        outs = unify_documents(EN + ZH, http(url, concurrency=4)).outcomes
     assert [o.status for o in outs] == ["ok"] * 5 and len(srv.log) == 10  # two calls per document
     p = outs[0].records[0]
     assert p["meta"]["document_id"] == "e0" and p["source"] == "web" and p["priority"] == 32 and p["language"] == "en"
@@ -44,7 +44,7 @@ def test_forced_language_and_truncation():
         seen.append(m)
         return "这是什么药？" if m[0]["role"] == "user" else "这是一种降压药。"
     long = Document("L", "Aspirin " * 200, source="literature")
-    out = unify_documents([long], FunctionBackend(rec), UnifyConfig(language="zh"))[0]
+    out = unify_documents([long], FunctionBackend(rec), UnifyConfig(language="zh")).outcomes[0]
     assert out.status == "ok" and out.records[0]["language"] == "zh"
     q_text = seen[0][0]["content"].split("<<<\n")[1].split("\n>>>")[0]
     a_text = seen[1][0]["content"].split("<<<\n")[1].split("\n>>>")[0]
@@ -72,8 +72,9 @@ def test_filters_retries_and_report(tmp_path):
     srv = serve(filtering_responder)
     with srv as url:
         be = http(url, concurrency=3)
-        rej = Counter()
-        outs = unify_documents(docs, be, rejections=rej)
+        res = unify_documents(docs, be)
+        outs, rej = res.outcomes, res.report["filtered_replies"]
+        assert [p.meta["document_id"] for p in res.pairs] == ["fine"] and res.report["rejected_by_rule"]["question_empty"] == 1
         got = {o.id: (o.status, o.reason) for o in outs}
         assert got == {"long": ("rejected", "question_too_long"), "qtext": ("rejected", "question_mentions_text"),
                        "qempty": ("rejected", "question_empty"), "qzh": ("rejected", "question_wrong_language"),
@@ -114,8 +115,10 @@ def test_generate_qa_and_mcq_over_http():
     srv = serve(mock_responder)
     with srv as url:
         be = http(url, concurrency=2)
-        qa = generate_qa(EN + ZH, be, QAConfig(kind="qa"))
-        mcq = generate_qa(EN + ZH, be, QAConfig(kind="mcq"))
+        qa = generate_qa(EN + ZH, be, QAConfig(kind="qa")).outcomes
+        mcqs, report = generate_qa(EN + ZH, be, QAConfig(kind="mcq"))
+        mcq = generate_qa(EN + ZH, be, QAConfig(kind="mcq")).outcomes
+    assert all(isinstance(q, MCQ) for q in mcqs) and report["accepted"] == 5 and report["rejected_by_rule"] == {}
     assert all(o.status == "ok" for o in qa + mcq)
     assert qa[0].records[0]["meta"]["method"] == "mmed-ift-qa" and qa[0].records[0]["id"] == "e0-0"
     q = MCQ.from_dict(mcq[3].records[0]).validate()
@@ -132,14 +135,14 @@ def test_generate_qa_and_mcq_over_http():
 ])
 def test_mcq_validation(reply, rule):
     be = FunctionBackend(lambda m: "A condensed summary." if m[0]["content"].startswith("Condense") else reply, name=reply)
-    o = generate_qa([Document("d", "Aspirin text.", source="web")], be, QAConfig(kind="mcq", language="en"))[0]
+    o = generate_qa([Document("d", "Aspirin text.", source="web")], be, QAConfig(kind="mcq", language="en")).outcomes[0]
     assert (o.reason or "").split(":")[0] == (rule or "") and (o.status == "ok") == (rule is None)
 
 
 def test_qa_json_is_parsed_leniently():
     reply = 'Here you go:\n```json\n[{"question": "What is X?", "answer": "A drug."}, {"question": "", "answer": "z"}]\n```'
     be = FunctionBackend(lambda m: "Summary." if "ondense" in m[0]["content"] else reply, name="fenced")
-    o = generate_qa([Document("d", "X is a drug.", source="web")], be, QAConfig(language="en"))[0]
+    o = generate_qa([Document("d", "X is a drug.", source="web")], be, QAConfig(language="en")).outcomes[0]
     assert o.status == "ok" and [r["instruction"] for r in o.records] == ["What is X?"]  # the empty item dropped
 
 
