@@ -194,3 +194,11 @@ def test_hf_backend_on_cuda_bf16():
     res = b.chat_many([[{"role": "user", "content": c}] for c in ["发热", "cough", "头痛", "rash", "fatigue"]], max_tokens=8)
     assert all(r.ok for r in res) and b.usage.completion_tokens > 0
     assert next(b._lm.parameters()).device.type == "cuda"
+
+
+def test_max_tokens_field_is_configurable():
+    seen = []
+    srv = serve(lambda m: "ok", faults=lambda n, body: seen.append(body) or None)
+    with srv as url:
+        backend(url, max_tokens_field="max_completion_tokens").chat(MSG, max_tokens=7)
+    assert seen[0]["max_completion_tokens"] == 7 and "max_tokens" not in seen[0]
