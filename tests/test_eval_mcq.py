@@ -51,21 +51,26 @@ def test_encode_many_equals_the_tokenizers_own_ids(tiny):
 
 
 def test_one_row_per_question_even_with_a_two_token_letter(tiny):
-    from medrepro.eval.mcq import _rows
+    from medrepro.eval.mcq import _groups, _rows
     _, tok = tiny
     assert len(tok(" E").input_ids) == 2 and len(tok(" A").input_ids) == 1  # the tiny tokenizer splits " E"
     reqs = [("Question: q\nAnswer:", f" {k}") for k in "ABCDE"] + [("Question: r\nAnswer:", f" {k}") for k in "ABCD"]
-    rows = _rows(tok, reqs, 1024)
+    rows = _rows(_groups(tok, reqs), 1024)
     assert len(rows) == 2 and sorted(i for r in rows for i, _, _ in r.items) == list(range(9))
 
 
-def test_shared_prefix_changes_nothing(tiny):
+def test_shared_prefix_and_context_cache_change_nothing(tiny):
     model, tok = tiny
     shared = "The following are questions. " * 6
-    reqs = [(shared + f"Question {i}{'!' * i}\nAnswer:", c) for i in range(6) for c in (" A", " E", " organ")]
-    a = score_continuations(model, tok, reqs, batch_size=6, share_prefix=True)
-    b = score_continuations(model, tok, reqs, batch_size=6, share_prefix=False)
-    assert all(abs(x[0] - y[0]) < 1e-4 and x[1:] == y[1:] for x, y in zip(a, b))
+    # " A"/" E" share one row; " organ ..." options need their own rows -> the context-cache path
+    reqs = [(shared + f"Question {i}{'!' * i}\nAnswer:", c) for i in range(6) for c in (" A", " E", " organ", " organ b12", " liver")]
+    reqs += [("Short context", " x y z"), ("Short context", " w")]
+    ref = [_naive_logprob(model, tok, *r) for r in reqs]
+    for bs in (1, 4, 64):
+        a = score_continuations(model, tok, reqs, batch_size=bs, share_prefix=True)
+        b = score_continuations(model, tok, reqs, batch_size=bs, share_prefix=False)
+        assert all(abs(x[0] - y[0]) < 1e-4 and x[1:] == y[1:] for x, y in zip(a, b))
+        assert all(abs(x[0] - r) < 1e-4 for x, r in zip(a, ref))
 
 
 @pytest.mark.parametrize("scoring", ["letter", "option_text"])
