@@ -1,0 +1,55 @@
+"""MiniMed `mini` tier benchmark: every condition for several seeds, timed; writes bench/results/minimed.json.
+
+Usage: nice .venv/bin/python bench/bench_minimed.py [--seeds 0,1,2] [--root DIR] [--out FILE]
+
+Without --root every step (world, base model, continual training, conditions) runs from scratch in a fresh
+temporary folder, so the total time includes the shared steps once. Timings depend on the machine's load: say
+what the machine was doing when you quote them (the file records the load average before and after).
+"""
+import argparse, json, os, platform, sys, tempfile, time
+from dataclasses import replace
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    p.add_argument("--root", default=None, help="runs folder (reused when it holds finished seeds); default: fresh temp folder")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "minimed.json"), help="results file")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--conditions", default="", help="comma-separated subset of MiniConfig.conditions (default: all)")
+    p.add_argument("--note", default="", help="free text stored with the results (e.g. what else ran on the machine)")
+    a = p.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    torch.set_num_threads(a.threads)
+    from medrepro.core import save_json
+    from medrepro.minimed_experiments import MINI_TABLES, MiniConfig, mini_block, run_mini
+    seeds = [int(s) for s in a.seeds.split(",")]
+    root = Path(a.root) if a.root else Path(tempfile.mkdtemp(prefix="minimed-bench-"))
+    os.environ.setdefault("MEDREPRO_HOME", str(root / "home"))  # worlds are built (and timed) inside the run too
+    load0, t0 = os.getloadavg(), time.perf_counter()
+    cfg = MiniConfig()
+    if a.conditions: cfg = replace(cfg, conditions=tuple(a.conditions.split(",")))
+    res = run_mini(seeds, cfg, root)
+    total = time.perf_counter() - t0
+    s = res["summary"]
+    out = {
+        "benchmark": "minimed mini tier: all conditions, shared steps computed once per seed",
+        "seeds": seeds, "seconds_total": round(total, 1),
+        "machine": {"cpus": os.cpu_count(), "threads": a.threads, "python": platform.python_version(), "torch": torch.__version__,
+                    "loadavg_before": [round(x, 2) for x in load0], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+                    "note": a.note},
+        "conditions": {c: {k: ({"mean": v["mean"], "ci": v["ci"]} if isinstance(v, dict) else v) for k, v in m.items()}
+                       for c, m in s.items()},
+        "blocks": {t: mini_block(t, s) for t in MINI_TABLES},
+        "per_seed": res["per_seed"], "config": res["config"],
+    }
+    save_json(out, a.out)
+    print(f"{len(seeds)} seeds in {total:.0f} s -> {a.out}")
+    for t, b in out["blocks"].items(): print(f"  {t}: {b['finding']}: {b['reproduced']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
