@@ -297,3 +297,10 @@ def test_multi_record_input_cut_by_a_kill_is_redone(tmp_path):
     assert s.skipped_done == 1 and s.done == 2
     got = Counter(json.loads(l)["meta"]["input_id"] for l in out.read_text().splitlines())
     assert got == {"d0": 3, "d1": 3, "d2": 3}
+
+
+def test_unify_refuses_non_documents(tmp_path, capsys):
+    write_jsonl([{"id": "p", "instruction": "Q?", "output": "A."}], tmp_path / "pairs.jsonl")
+    rc = main(["unify", "--input", str(tmp_path / "pairs.jsonl"), "--format", "records", "--out", str(tmp_path / "o.jsonl"),
+               "--backend", "function", "--model", "mock"])
+    assert rc == 1 and "gives Pair records; this command needs documents" in capsys.readouterr().err
