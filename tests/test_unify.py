@@ -304,3 +304,14 @@ def test_unify_refuses_non_documents(tmp_path, capsys):
     rc = main(["unify", "--input", str(tmp_path / "pairs.jsonl"), "--format", "records", "--out", str(tmp_path / "o.jsonl"),
                "--backend", "function", "--model", "mock"])
     assert rc == 1 and "gives Pair records; this command needs documents" in capsys.readouterr().err
+
+
+def test_two_runs_cannot_write_one_output(tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "o.jsonl"
+    with open(f"{out}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another run holds the output
+        with pytest.raises(MedreproError, match="another run is writing"):
+            run_pipeline(EN, lambda ch: unify_documents(ch, FunctionBackend(mock_responder)), out, progress=False)
+    s = run_pipeline(EN, lambda ch: unify_documents(ch, FunctionBackend(mock_responder)), out, progress=False)
+    assert s.done == 3  # released: the next run proceeds
