@@ -282,3 +282,13 @@ def test_loglik_on_cuda_matches_cpu():
     assert [s["pred"] for s in cpu.samples] == [s["pred"] for s in gpu.samples]
     for a, b in zip(cpu.samples, gpu.samples):
         assert all(abs(x["logprob"] - y["logprob"]) < 1e-3 for x, y in zip(a["scores"], b["scores"]))
+
+
+def test_chat_prompt_and_answer_match_the_training_formatter(tiny):
+    from medrepro.data.format import render_pair
+    from medrepro.data.prompts import mcq_to_pair
+    model, tok = tiny
+    for q in (_questions(1)[0], MCQ("z", "哪个？", {"A": "甲", "B": "乙"}, "B", language="zh")):
+        prompt, answer = render_pair(mcq_to_pair(q), "chat", tok)
+        r = evaluate(model, [q], tokenizer=tok, chat=True, template="auto", n_boot=0)
+        assert r.samples[0]["prompt"] == prompt and answer == ("" if q.language == "zh" else " ") + q.answer_str
