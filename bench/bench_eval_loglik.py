@@ -100,6 +100,7 @@ def main():
     meta = run_metadata({"bench": "eval_loglik", **{k: v for k, v in vars(a).items() if k != "out"}})
     result["run"] = {k: meta.get(k) for k in ("git_sha", "git_dirty", "sha", "dirty", "versions", "python", "platform", "time_utc") if k in meta}
     result["cpu_count"] = os.cpu_count()
+    result["load_average_1m_5m_15m"] = list(os.getloadavg())  # other processes on a shared machine slow both scorers
     save_json(result, a.out)
     print(f"wrote {a.out}")
 
