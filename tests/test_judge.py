@@ -96,3 +96,18 @@ def test_judge_cli_through_an_openai_compatible_server(tmp_path, capsys):
 def test_summarize_empty():
     s = summarize([], n_boot=10)
     assert s["n"] == 0 and s["judged"] == 0
+
+
+def test_judge_cli_with_a_local_hf_judge_counts_unparsed(tmp_path, capsys):
+    """The untrained tiny model writes no verdicts: every question is unparsed and counted, none guessed."""
+    from medrepro.cli import main
+    items = _items(1, 1, 0)
+    _write(tmp_path / "a.jsonl", [{"id": it["id"], "question": it["question"], "output": it["a"]} for it in items])
+    _write(tmp_path / "b.jsonl", [{"id": it["id"], "output": it["b"]} for it in items])
+    rc = main(["eval", "judge", "--a", str(tmp_path / "a.jsonl"), "--b", str(tmp_path / "b.jsonl"), "--backend", "hf",
+               "--model", "tiny", "--cache", "none", "--max-tokens", "6", "--out", str(tmp_path / "o"), "--json", "--n-boot", "10"])
+    assert rc == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["n"] == 2 and s["unparsed"] + s["judged"] == 2
+    saved = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert saved["protocol"]["judge"]["kind"] == "hf" and saved["protocol"]["max_tokens"] == 6
