@@ -63,10 +63,10 @@ def test_shared_prefix_and_context_cache_change_nothing(tiny):
     model, tok = tiny
     shared = "The following are questions. " * 6
     # " A"/" E" share one row; " organ ..." options need their own rows -> the context-cache path
-    reqs = [(shared + f"Question {i}{'!' * i}\nAnswer:", c) for i in range(6) for c in (" A", " E", " organ", " organ b12", " liver")]
+    reqs = [(shared + f"Question {i}{'!' * i}\nAnswer:", c) for i in range(3) for c in (" A", " E", " organ", " organ b12", " liver")]
     reqs += [("Short context", " x y z"), ("Short context", " w")]
     ref = [_naive_logprob(model, tok, *r) for r in reqs]
-    for bs in (1, 4, 64):
+    for bs in (2, 64):
         a = score_continuations(model, tok, reqs, batch_size=bs, share_prefix=True)
         b = score_continuations(model, tok, reqs, batch_size=bs, share_prefix=False)
         assert all(abs(x[0] - y[0]) < 1e-4 and x[1:] == y[1:] for x, y in zip(a, b))
@@ -76,11 +76,11 @@ def test_shared_prefix_and_context_cache_change_nothing(tiny):
 @pytest.mark.parametrize("scoring", ["letter", "option_text"])
 def test_loglik_predictions_independent_of_batch_size(tiny, scoring):
     model, tok = tiny
-    qs = _questions()
-    runs = [evaluate(model, qs, tokenizer=tok, scoring=scoring, batch_size=bs, n_boot=0) for bs in (1, 5, 32)]
+    qs = _questions(8)
+    runs = [evaluate(model, qs, tokenizer=tok, scoring=scoring, batch_size=bs, n_boot=0) for bs in (1, 32)]
     preds = [[s["pred"] for s in r.samples] for r in runs]
-    assert preds[0] == preds[1] == preds[2]
-    for a, b in zip(runs[0].samples, runs[2].samples):
+    assert preds[0] == preds[1]
+    for a, b in zip(runs[0].samples, runs[1].samples):
         assert all(abs(x["score"] - y["score"]) < 1e-4 for x, y in zip(a["scores"], b["scores"]))
 
 
