@@ -111,3 +111,14 @@ def test_compare_eval_reads_saved_runs(tmp_path):
     assert (r["only_a_correct"], r["only_b_correct"]) == (2, 0) and r["diff"] == 0.5
     with pytest.raises(MedreproError, match="no such"):
         compare_eval(tmp_path / "a", tmp_path / "c")
+
+
+def test_compare_cmd(tmp_path, capsys):
+    import json
+    from medrepro.eval.stats import compare_cmd
+    for name, preds in (("a", "A" * 30 + "B" * 10), ("b", "A" * 12 + "B" * 28)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "samples.jsonl").write_text("".join(json.dumps({"id": str(i), "pred": p, "gold": "A"}) + "\n" for i, p in enumerate(preds)))
+    assert compare_cmd([str(tmp_path / "a"), str(tmp_path / "b"), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["only_a_correct"] == 18 and r["p_value"] < 1e-4
