@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #01093fe5
 from __future__ import annotations
-import difflib, hashlib, json, os, platform, random, socket, subprocess, sys, tempfile
+import difflib, hashlib, json, os, platform, random, re, socket, subprocess, sys, tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -134,9 +134,15 @@ def load_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 # %% ../nbs/00_core.ipynb #0a5115fe
-SECRET_WORDS = ("api_key", "apikey", "token", "secret", "password", "authorization")
+SECRET_WORDS = ("api_key", "apikey", "secret", "password", "passwd", "authorization", "bearer", "credential")
+# "token" alone is a credential (hf_token, access_token) but max_tokens and tokenizer are not.
+_TOKEN_KEY = re.compile(r"(^|_)(token|auth)($|_)")
 
-def _is_secret_key(k: str) -> bool: return any(w in k.lower().replace("-", "_") for w in SECRET_WORDS) and not k.lower().endswith("_env")
+def _is_secret_key(k: str) -> bool:
+    "Whether a parameter/variable name looks like it holds a credential (names ending in _env hold a variable name)."
+    k = k.lower().replace("-", "_")
+    if k.endswith("_env"): return False
+    return any(w in k for w in SECRET_WORDS) or bool(_TOKEN_KEY.search(k))
 
 def _secret_values() -> list[str]:
     "Values of environment variables whose names look like credentials (long enough to be real)."

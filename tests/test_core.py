@@ -63,3 +63,9 @@ def test_save_json_atomic_roundtrip(tmp_path):
     p = save_json({"k": ["中文", 1]}, tmp_path / "a" / "b.json")
     assert load_json(p) == {"k": ["中文", 1]}
     assert [f.name for f in p.parent.iterdir()] == ["b.json"]  # no temporary files left behind
+
+
+def test_scrub_secrets_keeps_token_counts():
+    kept = scrub_secrets({"max_tokens": 8, "max_new_tokens": 4, "tokenizer": "tiny", "num_tokens": 3,
+                          "hf_token": "x", "access_token": "y", "OPENAI_API_KEY": "z", "api_key_env": "OPENAI_API_KEY"})
+    assert kept == {"max_tokens": 8, "max_new_tokens": 4, "tokenizer": "tiny", "num_tokens": 3, "api_key_env": "OPENAI_API_KEY"}
