@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("medrepro.distrib:train_cmd", "run a training stage from a YAML config (works under accelerate launch)"),
     "eval run": ("medrepro.eval.mcq:eval_run_cmd", "evaluate a model on a benchmark (generation or log-likelihood)"),
     "eval score": ("medrepro.eval.mcq:eval_score_cmd", "re-score saved raw outputs without a model"),
+    "eval compare": ("medrepro.eval.stats:compare_cmd", "paired comparison of two saved evaluation runs (McNemar / bootstrap)"),
     "eval judge": ("medrepro.eval.judge:judge_cmd", "pairwise LLM-judge comparison of two systems"),
     "minimed build": ("medrepro.minimed:build_cmd", "generate the MiniMed synthetic world and its corpora (mini tier)"),
     "reproduce": ("medrepro.paper:reproduce_cmd", "run the paper notebooks for a tier and collect results"),

@@ -80,7 +80,7 @@ _add(BenchmarkSpec("medmcqa_dev", "medmcqa", "medmcqa/dev.json", "dev", "en", "m
                    notes="Test answers are not public, so papers report the dev (validation) split; cop base detected per file."))
 _add(BenchmarkSpec("pubmedqa", "pubmedqa", "pubmedqa/data/ori_pqal.json", "test", "en", "pubmedqa_en", extractor="mmedbench",
                    options={"ground_truth": "test_ground_truth.json"}, path_options=("ground_truth",), size=500,
-                   smoke="pubmedqa/ori_pqal.json", papers=("mmedift",), metrics=("accuracy",),
+                   smoke="pubmedqa/ori_pqal.json", papers=("mmedift",), metrics=("accuracy", "f1_macro"),
                    notes="PQA-L test split = the 500 PMIDs of test_ground_truth.json; options A yes / B no / C maybe; abstract in the prompt."))
 _add(BenchmarkSpec("mmlu_medical", "mmlu", "mmlu/data/test", "test", "en", "mcq_en", extractor="huatuo2",
                    fewshot="mmlu/data/dev", n_shots=5, subjects=MMLU_MEDICAL, size=1089, hub_id="cais/mmlu",
