@@ -213,3 +213,18 @@ def test_real_paper_tables_end_to_end_through_the_console_script(tmp_path):
     assert again.returncode == 0
     if paper.library_fingerprint() == lib:  # (in a shared checkout someone may edit the library in between: then it re-runs)
         assert again.stderr.count("skipped") == 2, again.stderr
+
+
+def test_a_tier_block_may_name_its_own_self_contained_notebook(tables, tmp_path):
+    f = tables / "params" / "demo" / "ok.yaml"
+    f.write_text(f.read_text() + "mini:\n  notebook: demo_table.ipynb\n  n_points: 7\n")
+    s = spec(tables)
+    assert s.notebook_for("mini").name == "demo_table.ipynb" and paper.check_spec(s) == []
+    assert paper.resolve_params(s, "mini") == {"n_points": 7}  # the base (label, ...) is not merged in
+    r = paper.run_table(s, "mini", tmp_path / "runs")
+    assert r.status == "ok", r.error
+    row = load_json(r.out_dir / "results.json")["rows"][0]
+    assert row["value"] == 7.0 and row["row"] == "demo row"  # the notebook's own default label
+    f.write_text(f.read_text().replace("  n_points: 7", "  n_pionts: 7"))
+    with pytest.raises(MedreproError, match="unknown parameter 'n_pionts'"):
+        paper.resolve_params(spec(tables), "mini")

@@ -44,6 +44,13 @@ def test_full_tier_resolves_and_parameterises_without_executing(spec, tmp_path):
     assert not any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")  # nothing ran
 
 
+@pytest.mark.parametrize("spec", [s for s in SPECS if "mini" in s.tiers], ids=[s.key for s in SPECS if "mini" in s.tiers])
+def test_mini_tier_resolves_without_executing(spec, tmp_path):
+    r = paper.run_table(spec, "mini", tmp_path, prepare_only=True, kernel="python3")
+    assert r.status == "prepared", r.error
+    assert (r.out_dir / spec.notebook_for("mini").name).exists()
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_published_numbers_are_numbers_with_a_source(spec):
     pub = spec.published
@@ -56,7 +63,7 @@ def test_published_numbers_are_numbers_with_a_source(spec):
 
 def test_every_paper_notebook_has_a_params_file():
     nbs = Path(paper.notebooks_root())
-    used = {s.notebook.name for s in SPECS}
+    used = {s.notebook_for(t).name for s in SPECS for t in s.tiers} | {s.notebook.name for s in SPECS}
     paper_nbs = {p.name for p in nbs.glob("9*.ipynb")}
     assert paper_nbs and paper_nbs <= used, paper_nbs - used
 
