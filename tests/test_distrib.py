@@ -73,11 +73,12 @@ def test_accelerate_configs_are_valid():
     from accelerate.commands.config.config_args import load_config_from_file
     kinds = {p.stem: load_config_from_file(str(p)).distributed_type for p in (ROOT / "params" / "accelerate").glob("*.yaml")}
     assert {k: str(v).split(".")[-1] for k, v in kinds.items()} == {
-        "single_gpu_qlora": "NO", "multi_gpu_ddp": "MULTI_GPU", "fsdp_full": "FSDP", "cpu_2proc": "MULTI_CPU"}
+        "single_gpu_qlora": "NO", "multi_gpu_ddp": "MULTI_GPU", "fsdp_full": "FSDP", "cpu_2proc": "MULTI_GPU"}
 
 
-def test_two_processes_train_disjoint_data_to_identical_weights(tmp_path):
-    """A real torchrun launch of `medrepro train` with 2 CPU processes (gloo)."""
+@pytest.mark.parametrize("launcher", ["torchrun", pytest.param("accelerate", marks=pytest.mark.slow)])
+def test_two_processes_train_disjoint_data_to_identical_weights(tmp_path, launcher):
+    """A real 2-process CPU launch of `medrepro train` (gloo), by torchrun or by accelerate's multi-GPU launcher."""
     out = tmp_path / "run"
     f = tmp_path / "s.yaml"
     f.write_text(yaml.safe_dump({"method": "sft", "data": [{"toy": "pairs", "n": 32}],
@@ -89,8 +90,12 @@ def test_two_processes_train_disjoint_data_to_identical_weights(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     import socket
     with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
-    cmd = [str(VENV_BIN / "torchrun"), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
-           str(VENV_BIN / "medrepro"), "train", "--config", str(f)]
+    if launcher == "torchrun":
+        cmd = [str(VENV_BIN / "torchrun"), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port)]
+    else:  # `accelerate launch --cpu` would run ONE process; this config uses the multi-GPU launcher instead
+        cmd = [str(VENV_BIN / "accelerate"), "launch", "--config_file", str(ROOT / "params/accelerate/cpu_2proc.yaml"),
+               "--main_process_port", str(port)]
+    cmd += [str(VENV_BIN / "medrepro"), "train", "--config", str(f)]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert p.returncode == 0, p.stderr[-3000:]
     ranks = [[l.split("\t") for l in (out / f"data_rank{r}.txt").read_text().splitlines()] for r in (0, 1)]
