@@ -81,6 +81,9 @@ def test_mcq_pairs_use_the_evaluation_prompt(tok):
         n = sum(1 for l in e["labels"] if l == IGNORE)
         assert tok.decode(e["input_ids"][:n]) == mcq_prompt(q)
         assert tok.decode(e["input_ids"][n:-1]).startswith(" A")
+    e = encode_records([q], tok, "chat")[0]  # chat models: the evaluator's chat-wrapped prompt
+    n = sum(1 for l in e["labels"] if l == IGNORE)
+    assert tok.decode(e["input_ids"][:n]) == mcq_prompt(q, chat_tokenizer=tok)
 
 
 def test_word_level_tokenizer(tmp_path):
