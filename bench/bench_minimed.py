@@ -16,7 +16,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     p.add_argument("--root", default=None, help="runs folder (reused when it holds finished seeds); default: fresh temp folder")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "minimed.json"), help="results file")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--workers", type=int, default=2, help="seeds trained in parallel processes (one per core)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per worker (1: no OpenMP spinning on busy cores)")
     p.add_argument("--conditions", default="", help="comma-separated subset of MiniConfig.conditions (default: all)")
     p.add_argument("--note", default="", help="free text stored with the results (e.g. what else ran on the machine)")
     a = p.parse_args(argv)
@@ -31,13 +32,13 @@ def main(argv=None) -> int:
     load0, t0 = os.getloadavg(), time.perf_counter()
     cfg = MiniConfig()
     if a.conditions: cfg = replace(cfg, conditions=tuple(a.conditions.split(",")))
-    res = run_mini(seeds, cfg, root)
+    res = run_mini(seeds, cfg, root, workers=a.workers, threads=a.threads)
     total = time.perf_counter() - t0
     s = res["summary"]
     out = {
         "benchmark": "minimed mini tier: all conditions, shared steps computed once per seed",
         "seeds": seeds, "seconds_total": round(total, 1),
-        "machine": {"cpus": os.cpu_count(), "threads": a.threads, "python": platform.python_version(), "torch": torch.__version__,
+        "machine": {"cpus": os.cpu_count(), "threads": a.threads, "workers": a.workers, "python": platform.python_version(), "torch": torch.__version__,
                     "loadavg_before": [round(x, 2) for x in load0], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
                     "note": a.note},
         "conditions": {c: {k: ({"mean": v["mean"], "ci": v["ci"]} if isinstance(v, dict) else v) for k, v in m.items()}
