@@ -122,3 +122,11 @@ def test_fsdp_full_finetune_on_gpus(tmp_path):
            "--num_processes", str(torch.cuda.device_count()), str(VENV_BIN / "medrepro"), "train", "--config", str(f)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", STAGES, ids=[p.stem for p in STAGES])
+def test_every_smoke_stage_trains_through_the_cli(path, tmp_path, capsys):
+    """`medrepro train --config params/train/X.yaml --tier smoke` for every method (QLoRA included) on CPU."""
+    assert main(["train", "--config", str(path), "--tier", "smoke", f"config.output_dir={tmp_path}"]) == 0
+    assert "trained" in capsys.readouterr().out
