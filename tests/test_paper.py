@@ -100,7 +100,13 @@ def test_kernel_falls_back_to_python3():
     assert paper.pick_kernel() in ("medrepro", "python3")
 
 
-def test_run_writes_results_figure_metadata_and_skips_when_unchanged(tables, tmp_path):
+@pytest.fixture
+def frozen_library(monkeypatch):
+    """A fixed library fingerprint, so that someone editing medrepro/ in a shared checkout cannot make a run stale mid-test."""
+    monkeypatch.setattr(paper, "library_fingerprint", lambda: "frozen")
+
+
+def test_run_writes_results_figure_metadata_and_skips_when_unchanged(tables, tmp_path, frozen_library):
     data = tmp_path / "data.txt"
     data.write_text("abc")
     f = tables / "params" / "demo" / "ok.yaml"
@@ -128,13 +134,21 @@ def test_run_writes_results_figure_metadata_and_skips_when_unchanged(tables, tmp
     assert paper.run_table(spec(tables), "smoke", runs, force=True).status == "ok"
 
 
-def test_changed_parameter_reruns(tables, tmp_path):
+def test_changed_parameter_reruns(tables, tmp_path, frozen_library):
     runs = tmp_path / "runs"
     assert paper.run_table(spec(tables), "smoke", runs).status == "ok"
     f = tables / "params" / "demo" / "ok.yaml"
     f.write_text(f.read_text().replace("  n_points: 4", "  n_points: 6"))
     assert paper.run_table(spec(tables), "smoke", runs).status == "ok"
     assert load_json(runs / "smoke" / "demo" / "ok" / "results.json")["rows"][0]["value"] == 6.0
+
+
+def test_library_change_reruns(tables, tmp_path, monkeypatch):
+    monkeypatch.setattr(paper, "library_fingerprint", lambda: "v1")
+    assert paper.run_table(spec(tables), "smoke", tmp_path).status == "ok"
+    assert paper.run_table(spec(tables), "smoke", tmp_path).status == "skipped"
+    monkeypatch.setattr(paper, "library_fingerprint", lambda: "v2")
+    assert paper.run_table(spec(tables), "smoke", tmp_path).status == "ok"
 
 
 def test_failure_is_recorded_and_leaves_no_stale_results(tables, tmp_path):
@@ -160,7 +174,7 @@ def test_prepare_only_injects_parameters_without_executing(tables, tmp_path):
     assert not (r.out_dir / "results.json").exists()
 
 
-def test_cli_continues_past_failure_lists_it_and_exits_nonzero(tables, tmp_path, capsys):
+def test_cli_continues_past_failure_lists_it_and_exits_nonzero(tables, tmp_path, capsys, frozen_library):
     runs = tmp_path / "runs"
     args = ["reproduce", "--params-dir", str(tables / "params"), "--nbs-dir", str(tables / "nbs"), "--runs-dir", str(runs)]
     assert main(args + ["--jobs", "2"]) == 1
