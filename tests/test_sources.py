@@ -356,3 +356,8 @@ def test_hub_failure_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(MedreproError, match="cannot load hub dataset 'x/y' split 'test': ConnectionError: Couldn't reach"):
         load("medqa", "x/y", hub=True, split="test")
+
+
+def test_folder_ids_stay_unique_when_files_share_a_stem(fixtures):
+    ids = [r.id for r in load("text", fixtures / "text").records]
+    assert len(ids) == len(set(ids)) and any(i.startswith("corpus.txt/") for i in ids)

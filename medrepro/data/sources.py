@@ -281,6 +281,11 @@ def _merge_info(fmt: str, per_file: dict[str, dict], files: list[Path]) -> dict[
     if len(files) > 1: info["per_file"] = per_file
     return info
 
+def _id_prefixes(files: list[Path]) -> dict[Path, str]:
+    "Id prefix per file of a folder: the file stem, or the whole name where two files share a stem (corpus.txt, corpus.jsonl)."
+    stems = [f.stem for f in files]
+    return {f: f.stem if stems.count(f.stem) == 1 else f.name for f in files}
+
 def load(fmt: str, path: str | Path, *, on_error: str = "raise", encoding: str = "utf-8",
          subjects: Iterable[str] | None = None, hub: bool = False, split: str | None = None, **kw) -> LoadResult:
     "Load a file or folder in format `fmt` into records; see `LOADERS` for the formats and their options."
@@ -291,11 +296,12 @@ def load(fmt: str, path: str | Path, *, on_error: str = "raise", encoding: str =
     if hub: return _load_hub(spec, str(path), split, on_error, **kw)
     files = _files(spec, Path(path), subjects)
     records, skipped, per_file = [], [], {}
+    prefix = _id_prefixes(files)
     for f in files:
         ctx = _Ctx(str(f), on_error, encoding)
         spec.read(f, ctx, **kw)
         if len(files) > 1 and spec.subject_of is None:  # keep ids unique across the files of a folder
-            for r in ctx.records: r.id = f"{f.stem}/{r.id}"
+            for r in ctx.records: r.id = f"{prefix[f]}/{r.id}"
         records += ctx.records; skipped += ctx.skipped; per_file[str(f)] = ctx.info
     info = _merge_info(fmt, per_file, files)
     info.update(kind=spec.kind, n_records=len(records), n_skipped=len(skipped))
