@@ -63,13 +63,7 @@ run_tests() {
 
 cmd=${1:-}; shift || true
 case "$cmd" in
-  reproduce)
-    setup
-    tier=${MEDREPRO_TIER:-smoke}; rc=0
-    "$VENV/bin/medrepro" reproduce --tier "$tier" "$@" || rc=$?
-    # The report is rendered even when a table failed: it shows which ones did.
-    "$VENV/bin/medrepro" report --tier "$tier" || { [ $rc -ne 0 ] || rc=$?; }
-    exit $rc;;
+  reproduce) setup; exec "$VENV/bin/medrepro" reproduce --tier "${MEDREPRO_TIER:-smoke}" "$@";;  # renders the report too
   test) setup; run_tests "$@";;
   setup) setup;;
   *) echo "usage: ./run.sh reproduce|test|setup [args]" >&2; exit 2;;
