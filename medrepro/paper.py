@@ -412,6 +412,8 @@ def add_eval_rows(res, row: str, metrics: dict, columns: dict = METRIC_COLUMNS, 
     protocol = protocol or {}
     kw.setdefault("protocol", protocol_text(protocol))
     kw.setdefault("extractor", protocol.get("extractor", "") if protocol.get("mode", "generate") == "generate" else "")
+    if metrics.get("guessed"):  # answers the extractor only reached by breaking a tie: a reviewer must see how many
+        kw["note"] = "; ".join(x for x in (kw.get("note", ""), f"guessed {metrics['guessed']} (strict acc {pct(metrics.get('accuracy_strict', 0))})") if x)
     out = []
     for col, name in columns.items():
         if name not in metrics: continue

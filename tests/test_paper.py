@@ -242,3 +242,14 @@ def test_a_tier_block_may_name_its_own_self_contained_notebook(tables, tmp_path)
     f.write_text(f.read_text().replace("  n_points: 7", "  n_pionts: 7"))
     with pytest.raises(MedreproError, match="unknown parameter 'n_pionts'"):
         paper.resolve_params(spec(tables), "mini")
+
+
+def test_eval_rows_say_how_many_answers_were_guessed(tmp_path):
+    from medrepro.paper import add_eval_rows
+    from medrepro.report import Results
+    res = Results("guo2023", "table2", "smoke", tmp_path)
+    metrics = {"n": 6, "accuracy": 0.5, "accuracy_ci": [0.1, 0.9], "guessed": 2, "accuracy_strict": 0.25}
+    row = add_eval_rows(res, "x", metrics, protocol={"mode": "generate", "extractor": "guo2023"}, note="unparsed 0")[0]
+    assert row.note == "unparsed 0; guessed 2 (strict acc 25.0)" and row.value == 50.0
+    row = add_eval_rows(res, "y", {"n": 6, "accuracy": 0.5}, protocol={"mode": "loglik"})[0]
+    assert row.note == ""
