@@ -15,10 +15,10 @@ from .data.records import LETTERS, MCQ, Document, Pair
 __all__ = ['SYLLABLES', 'KIND_SUFFIXES', 'DEPARTMENTS', 'FACT_TEMPLATES', 'MEDICAL_RELATIONS', 'GENERAL_RELATIONS',
            'QUESTION_TYPES', 'RECIPE_VERSION', 'Name', 'make_names', 'WorldConfig', 'Disease', 'City', 'World',
            'make_world', 'fact_object', 'fact_sentence', 'encyclopedia', 'general_text', 'QuestionType',
-           'question_text', 'question_chain', 'make_question', 'medical_questions', 'general_questions', 'write_cmexam',
-           'write_medqa', 'write_mmlu', 'write_cmmlu', 'write_text', 'write_world', 'name_strings', 'tokenizer_texts',
-           'build_minimed_tokenizer', 'minimed_model_size', 'build_minimed_model', 'fact_question',
-           'template_responder', 'encyclopedia_pairs', 'build', 'world_dir', 'load_world', 'build_cmd']
+           'question_text', 'question_chain', 'explanation_text', 'make_question', 'medical_questions',
+           'general_questions', 'write_cmexam', 'write_medqa', 'write_mmlu', 'write_cmmlu', 'write_text', 'write_world',
+           'name_strings', 'tokenizer_texts', 'build_minimed_tokenizer', 'minimed_model_size', 'build_minimed_model',
+           'fact_question', 'template_responder', 'encyclopedia_pairs', 'build', 'world_dir', 'load_world', 'build_cmd']
 
 # %% ../nbs/70_minimed.ipynb #636163a6
 SYLLABLES = {  # romanised syllable -> transliteration character (one-to-one)
@@ -281,6 +281,13 @@ def _options(answer: str, pool: list[str], rng: random.Random, n: int = 4, exclu
     return dict(zip(LETTERS, opts)), LETTERS[opts.index(answer)]
 
 _CONCLUDE = {"zh": "故答案为{x}。", "en": "So the answer is {x}."}
+_CLUE_FIRST = {"pathogen": 1, "symptom": 3}  # paraphrases that name the clue before the disease ("P is the pathogen of D")
+
+def explanation_text(world: World, chain: list[tuple[Disease, str]], clue: bool, answer: str, language: str) -> str:
+    "The reasoning chain as text, one fact a sentence in reasoning order, then the conclusion."
+    # A clue hop is written clue-first so that, read left to right, each sentence starts from what is already known.
+    sents = [fact_sentence(world, s, r, language, _CLUE_FIRST[r] if clue and i == 0 else 0) for i, (s, r) in enumerate(chain)]
+    return ("" if language == "zh" else " ").join(sents + [_CONCLUDE[language].format(x=answer)])
 
 def make_question(world: World, d: Disease, qt: QuestionType, language: str, rng: random.Random) -> MCQ:
     "One 4-option question of type `qt` about `d`, distractors from `d`'s split, explanation = the chain."
@@ -288,8 +295,7 @@ def make_question(world: World, d: Disease, qt: QuestionType, language: str, rng
     last, rel = chain[-1]
     answer = fact_object(world, last, rel)(language)
     options, letter = _options(answer, _pool(world, d.split, rel, language), rng, exclude=[d.name(language)])
-    expl = "".join(fact_sentence(world, s, r, language, 0) + ("" if language == "zh" else " ") for s, r in chain)
-    expl += _CONCLUDE[language].format(x=answer)
+    expl = explanation_text(world, chain, qt.mention != "name", answer, language)
     return MCQ(f"minimed-{language}-{d.key}-{qt.name}", question_text(world, d, qt, language), options, letter, expl,
                language=language, source=f"minimed-{d.split}",
                meta={"disease": d.key, "qtype": qt.name, "hops": qt.hops, "split": d.split,
@@ -384,9 +390,9 @@ def write_world(world: World, out: str | Path) -> dict[str, Path]:
 
 # %% ../nbs/70_minimed.ipynb #a58ce23e
 def name_strings(world: World) -> list[str]:
-    "Every string that must be a single token: names and departments, English (bare and after a space) and Chinese."
-    out = set()
-    for n in world.names() + DEPARTMENTS: out.update((n.en, " " + n.en, n.zh))
+    "Every string that must be a single token: names and departments, in English and Chinese."
+    out = set()  # one spelling per language: " Name" must be the same token as "Name", or facts do not transfer
+    for n in world.names() + DEPARTMENTS: out.update((n.en, n.zh))
     return sorted(out, key=lambda s: (-len(s), s))
 
 def _strip_names(text: str, names: Sequence[str]) -> str:
@@ -492,7 +498,7 @@ def encyclopedia_pairs(world: World, docs: Sequence[Document], priority: float =
     return out
 
 # %% ../nbs/70_minimed.ipynb #dd4ea586
-RECIPE_VERSION = 2  # bump when a change to this notebook changes the files a seed produces
+RECIPE_VERSION = 3  # bump when a change to this notebook changes the files a seed produces
 
 def build(seed: int = 0, out: str | Path | None = None, config: WorldConfig = WorldConfig()) -> Path:
     "Write the MiniMed world of `seed` (files + tokenizer + initial model + manifest) into `out`."

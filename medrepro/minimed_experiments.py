@@ -15,9 +15,9 @@ from .minimed import (World, WorldConfig, encyclopedia, general_questions, gener
 
 # %% auto #0
 __all__ = ['MINI_TABLES', 'MiniConfig', 'text_target_pair', 'exam_document', 'unified_pairs', 'MiniData', 'mini_data', 'run_root',
-           'train_base', 'train_ct', 'finetune', 'one_stage', 'two_stage', 'stage2_only', 'score_model', 'run_seed',
-           't_interval', 'summarize', 'run_mini', 'MiniTable', 'mini_block', 'plot_conditions', 'plot_curve',
-           'plot_shares', 'sampler_shares']
+           'train_base', 'train_ct', 'finetune', 'one_stage_records', 'one_stage', 'two_stage', 'stage2_only',
+           'reasoning_samples', 'score_model', 'run_seed', 't_interval', 'summarize', 'run_mini', 'MiniTable',
+           'mini_block', 'plot_conditions', 'plot_curve', 'plot_shares', 'sampler_shares']
 
 # %% ../nbs/71_minimed.experiments.ipynb #51d5f2d0
 @dataclass(frozen=True)
@@ -34,30 +34,33 @@ class MiniConfig:
     ct_lr: float = 3e-3
     ct_checkpoints: int = 4           # evenly spaced checkpoints (the last is the end of CT)
     replay_fraction: float = 0.25     # share of general documents in the replay run
-    ft_epochs: int = 5
+    ft_epochs: int = 12               # 5 (140 steps) left ct_ft at 71% on its OWN training questions
     ft_lr: float = 5e-4               # pilot: fine-tuning lr above 5e-4 destroyed what CT taught
-    one_stage_epochs: int = 4         # passes over the priority order (domain pairs once + SFT 3x per pass)
-    one_stage_lr: float = 1e-3
-    domain_priority: float = 10.0     # pilot: domain 10 : fine-tuning 1
+    one_stage_domain_epochs: int = 16 # passes over the unified pairs inside the one priority order (v3: 4 passes -> chance)
+    one_stage_sft_epochs: int = 12    # exam pairs repeated as often as ct_ft fine-tunes (ft_epochs): same exam exposure
+    one_stage_general_fraction: float = 0.25  # general text in the one-stage mix (HuatuoGPT-II mixes general corpora)
+    one_stage_lr: float = 3e-3        # the CT rate: the cosine tail is what the exam pairs at the end train under
+    domain_priority: float = 3.0      # domain (and general) : fine-tuning; v3's 10 (pilot) left the exam pairs to the last 7%, at lr ~0
     adapter_lr: float = 3e-3          # two-stage (DoRA / QLoRA) learning rate; adapters need more than full FT
     adapter_epochs: int = 5           # 2 (40 QLoRA steps) ended at loss 7.3; 5 (100 steps, as full FT) at 1.4-1.7
     language: str = "zh"              # exam and encyclopedia language (CMExam is Chinese)
     conditions: tuple = ("ft_only", "ct_ft", "ct_curve", "replay_ft", "one_stage", "one_stage_beta0", "ct_ft_explanation",
-                         "ft_only_explanation", "two_stage", "stage2_only", "ct_ft_mixed")
+                         "ct_ft_reasoning", "ft_only_explanation", "two_stage", "stage2_only", "ct_ft_mixed")
 
     def quick(self) -> MiniConfig:
         "A small, fast variant for notebooks and tests."
         return replace(self, world=WorldConfig(n_diseases=16, n_cities=16, n_countries=4, n_rivers=4), hidden=64, layers=2,
-                       base_epochs=4, ct_epochs=3, ft_epochs=1, one_stage_epochs=1, adapter_epochs=1, ct_checkpoints=2)
+                       base_epochs=4, ct_epochs=3, ft_epochs=1, one_stage_domain_epochs=2, one_stage_sft_epochs=1, adapter_epochs=1, ct_checkpoints=2)
 
 # %% ../nbs/71_minimed.experiments.ipynb #2c663eca
 def text_target_pair(q: MCQ, style: str = "answer", source: str = "sft", priority: float = 1.0) -> Pair:
-    "An SFT pair: the evaluation prompt of `q`, then the correct option's text (and the explanation with style='explanation')."
+    "An SFT pair: the prompt of `q`, then the answer text (answer), answer + explanation (explanation), or the chain ending in the answer (reasoning)."
     from medrepro.data.prompts import get_template, mcq_prompt, template_for_language
     t = get_template(template_for_language(q.language))
     out = q.options[q.answer_str]
     if style == "explanation": out += f"\n{t.explanation_label}{t.delimiter}{q.explanation}"
-    elif style != "answer": raise MedreproError(f"style must be 'answer' or 'explanation', not {style!r}")
+    elif style == "reasoning": out = q.explanation  # MiniMed explanations end with the conclusion naming the answer
+    elif style != "answer": raise MedreproError(f"style must be 'answer', 'explanation' or 'reasoning', not {style!r}")
     return Pair(q.id, mcq_prompt(q, t), out, source=source, language=q.language, priority=priority,
                 meta={"template": t.name, "style": f"text_{style}"})
 
@@ -157,13 +160,21 @@ def finetune(questions: Sequence[MCQ], model: Path, out: Path, seed: int, config
     return train_sft(pairs, model=str(model), output_dir=str(out), method="full", optim="adamw_torch", lr=config.ft_lr,
                      epochs=config.ft_epochs, packing=True, warmup_ratio=0.05, **_common(config, seed)).model_dir
 
+def one_stage_records(data: MiniData, seed: int, config: MiniConfig) -> tuple[list, dict[str, float]]:
+    "The one-stage mix and its source priorities: unified pairs, general text (as HuatuoGPT-II mixes general corpora), exam pairs."
+    n = round(config.one_stage_general_fraction / (1 - config.one_stage_general_fraction) * len(data.unified))
+    general = random.Random(seed).sample(data.general_docs, min(n, len(data.general_docs)))
+    recs = list(data.unified) + general + [text_target_pair(q) for q in data.train_questions]
+    return recs, {"encyclopedia": config.domain_priority, "general": config.domain_priority, "sft": 1.0}
+
 def one_stage(data: MiniData, base: Path, out: Path, seed: int, config: MiniConfig, beta: float = 1.0) -> tuple[Path, Path]:
-    "HuatuoGPT-II one-stage training from the base: unified encyclopedia pairs + exam pairs, priority order; (model, shares CSV)."
+    "HuatuoGPT-II one-stage training from the base: domain and general data first, exam pairs last, in one priority order; (model, shares CSV)."
     from medrepro.train import train_one_stage
     if not (p := _done(out)):
-        recs = list(data.unified) + [text_target_pair(q) for q in data.train_questions]
-        p = train_one_stage(recs, model=str(base), output_dir=str(out), lr=config.one_stage_lr, epochs=config.one_stage_epochs,
-                            beta=beta, sft_sources=["sft"], sft_epochs=3, warmup_ratio=0.01, **_common(config, seed)).model_dir
+        recs, pr = one_stage_records(data, seed, config)
+        p = train_one_stage(recs, model=str(base), output_dir=str(out), lr=config.one_stage_lr, epochs=1, priorities=pr,
+                            domain_epochs=config.one_stage_domain_epochs, beta=beta, sft_sources=["sft"],
+                            sft_epochs=config.one_stage_sft_epochs, warmup_ratio=0.01, **_common(config, seed)).model_dir
     return p, out / "source_shares.csv"
 
 def two_stage(data: MiniData, start: Path, out: Path, seed: int, config: MiniConfig) -> tuple[Path, Path]:
@@ -186,18 +197,33 @@ def stage2_only(data: MiniData, start: Path, out: Path, seed: int, config: MiniC
                      **_common(config, seed)).model_dir
 
 # %% ../nbs/71_minimed.experiments.ipynb #a74e9d3f
-def score_model(model_dir: Path, data: MiniData, batch_size: int = 64) -> dict[str, float]:
-    "Held-out-disease accuracy (overall and per hop) and general accuracy of one model."
+_CUE = {"zh": "故答案为", "en": "So the answer is"}  # how MiniMed explanations announce the answer (`_CONCLUDE`)
+
+def reasoning_samples(model_dir: Path, questions: Sequence[MCQ], batch_size: int = 64, max_new_tokens: int = 96) -> list[dict]:
+    "Reasoning first, then the options: the model's greedy chain up to the answer cue, then each option text scored after it."
+    from medrepro.eval.mcq import _load, _loglik_samples, build_prompts, generate_texts
+    model, tok, _ = _load(str(model_dir), None, "cpu")
+    model.eval()
+    prompts = build_prompts(questions, "auto")
+    outs = generate_texts(model, tok, prompts, batch_size, max_new_tokens, None, sorted(set(_CUE.values())) + ["\n"])
+    # Cut at the cue ourselves too (a chain can end at the token limit): the four options then compete on equal terms.
+    chained = [p + o.split(_CUE[q.language])[0].rstrip() + ("" if q.language == "zh" else " ") + _CUE[q.language]
+               for q, p, o in zip(questions, prompts, outs)]
+    samples = _loglik_samples(model, tok, questions, chained, "option_text", "tokens", "auto", False, batch_size)
+    return [{**s, "chain": o} for s, o in zip(samples, outs)]
+
+def score_model(model_dir: Path, data: MiniData, batch_size: int = 64, reasoning: bool = False) -> dict[str, float]:
+    "Held-out-disease accuracy (overall and per hop) and general accuracy; `reasoning`: options scored after the model's own chain."
     from medrepro.eval.mcq import evaluate
     kw = dict(mode="loglik", scoring="option_text", norm="tokens", template="auto", batch_size=batch_size, n_boot=0)
-    med = evaluate(str(model_dir), data.test_questions, **kw)
+    med = reasoning_samples(model_dir, data.test_questions, batch_size) if reasoning else evaluate(str(model_dir), data.test_questions, **kw).samples
     gen = evaluate(str(model_dir), data.general_test, **kw)
-    out = {"medical": med.metrics["accuracy"], "general": gen.metrics["accuracy"]}
+    out = {"medical": sum(x["correct"] for x in med) / len(med), "general": gen.metrics["accuracy"]}
     for lang in ("zh", "en"):
         s = [x["correct"] for x in gen.samples if x["language"] == lang]
         if s: out[f"general_{lang}"] = sum(s) / len(s)
     for h in (1, 2, 3):
-        s = [x["correct"] for x in med.samples if x["meta"].get("hops") == h]
+        s = [x["correct"] for x in med if x["meta"].get("hops") == h]
         if s: out[f"hop{h}"] = sum(s) / len(s)
     return out
 
@@ -215,19 +241,19 @@ def run_seed(seed: int, config: MiniConfig = MiniConfig(), root: str | Path | No
     t = time.perf_counter()
     data = mini_data(seed, config)
 
-    def timed(name: str, fn: Callable[[], Path], extra: dict | None = None) -> Path:
+    def timed(name: str, fn: Callable[[], Path], extra: dict | None = None, reasoning: bool = False) -> Path:
         if name in prev:  # scored in an earlier call: keep its numbers and seconds (the run itself is cached)
             res[name] = prev[name]
             return fn()
         t0 = time.perf_counter()
         p = fn()
-        res[name] = {**score_model(p, data), **(extra or {}), "seconds": round(time.perf_counter() - t0, 1)}
+        res[name] = {**score_model(p, data, reasoning=reasoning), **(extra or {}), "seconds": round(time.perf_counter() - t0, 1)}
         if log: log(f"seed {seed} {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in res[name].items() if k != "seconds") + f" ({res[name]['seconds']} s)")
         return p
 
     res["_data"] = {"seconds": round(time.perf_counter() - t, 1)}
     base = timed("base", lambda: train_base(data, seed, config, r))
-    need_ct = want & {"ct_ft", "ct_ft_explanation", "ct_curve", "ct_ft_mixed", "two_stage", "stage2_only"}
+    need_ct = want & {"ct_ft", "ct_ft_explanation", "ct_ft_reasoning", "ct_curve", "ct_ft_mixed", "two_stage", "stage2_only"}
     if need_ct:
         cks = []
         timed("ct", lambda: (cks.extend(train_ct(data, base, seed, config, r)), cks[-1])[1])
@@ -238,6 +264,8 @@ def run_seed(seed: int, config: MiniConfig = MiniConfig(), root: str | Path | No
     if "ct_ft" in want or "ct_curve" in want: timed("ct_ft", lambda: finetune(data.train_questions, ct, r / "ct_ft", seed, config), {"fraction": 1.0})
     if "ct_ft_explanation" in want:
         timed("ct_ft_explanation", lambda: finetune(data.train_questions, ct, r / "ct_ft_expl", seed, config, "explanation"))
+    if "ct_ft_reasoning" in want:
+        timed("ct_ft_reasoning", lambda: finetune(data.train_questions, ct, r / "ct_ft_reason", seed, config, "reasoning"), reasoning=True)
     if "ct_curve" in want:
         for k, ck in enumerate(cks[:-1], 1):
             timed(f"ct_ckpt{k}_ft", lambda ck=ck: finetune(data.train_questions, ck, r / f"ct_ckpt{k}_ft", seed, config),
@@ -323,9 +351,10 @@ MINI_TABLES = {
         (("held-out acc", "medical"), ("1-hop", "hop1"), ("2-hop", "hop2"), ("3-hop", "hop3")),
         "continual training before fine-tuning beats fine-tuning alone", "ct_ft", "ft_only"),
     "guo2023_table2_reasoning": MiniTable(
-        (("CT + fine-tuning, answer-only", "ct_ft"), ("CT + fine-tuning, with reasoning", "ct_ft_explanation")),
-        (("held-out acc", "medical"), ("3-hop", "hop3")),
-        "fine-tuning with reasoning (explanations) beats answer-only", "ct_ft_explanation", "ct_ft"),
+        (("CT + fine-tuning, answer-only", "ct_ft"), ("CT + fine-tuning, answer then explanation", "ct_ft_explanation"),
+         ("CT + fine-tuning, reasoning first (generated)", "ct_ft_reasoning")),
+        (("held-out acc", "medical"), ("1-hop", "hop1"), ("2-hop", "hop2"), ("3-hop", "hop3")),
+        "fine-tuning with reasoning (explanations) beats answer-only", "ct_ft_reasoning", "ct_ft"),
     "guo2023_table3": MiniTable(
         (("checkpoint 0 (no CT)", "ft_only"), ("CT 25%", "ct_ckpt1_ft"), ("CT 50%", "ct_ckpt2_ft"), ("CT 75%", "ct_ckpt3_ft"),
          ("CT 100%", "ct_ft")),
@@ -406,9 +435,11 @@ def plot_shares(shares: Sequence[dict], ax=None):
     return ax
 
 # %% ../nbs/71_minimed.experiments.ipynb #965d507b
-def sampler_shares(data: MiniData, beta: float = 1.0, step: int = 64, seed: int = 0) -> list[dict]:
-    "Per `step` drawn examples, the exam (sft) share of the one-stage priority order for `data`."
+def sampler_shares(data: MiniData, beta: float = 1.0, step: int = 64, seed: int = 0,
+                   config: MiniConfig = MiniConfig()) -> list[dict]:
+    "Per `step` drawn examples, the exam (sft) share of the one-stage priority order for `data` (as `one_stage` draws it)."
     from medrepro.samplers import PrioritySampler
-    recs = list(data.unified) + [text_target_pair(q) for q in data.train_questions]
-    ps = PrioritySampler([r.source for r in recs], priorities=[r.priority for r in recs], epochs={"sft": 3}, beta=beta, seed=seed)
+    recs, pr = one_stage_records(data, seed, config)
+    reps = {"sft": config.one_stage_sft_epochs, "encyclopedia": config.one_stage_domain_epochs, "general": config.one_stage_domain_epochs}
+    ps = PrioritySampler([r.source for r in recs], priorities=pr, epochs=reps, beta=beta, seed=seed)
     return [{"step": i + 1, "sft": s.get("sft", 0.0)} for i, s in enumerate(ps.source_shares(step))]

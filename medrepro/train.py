@@ -99,6 +99,7 @@ class OneStageConfig(TrainConfig):
     priorities: dict = _f({}, "priority per source; empty = each Pair's own `priority` (reference web 32 ... sft 1)")
     sft_sources: list = _f(["sft"], "sources repeated for `sft_epochs`")
     sft_epochs: int = _f(3, "HuatuoGPT-II repeats fine-tuning data 3 times")
+    domain_epochs: int = _f(1, "passes over the other (domain) sources inside the one priority order (HuatuoGPT-II: 1)")
     beta: float = _f(1.0, "priority exponent: 1 = reference, 0 = uniform shuffle")
     lr: float = _f(1e-4, "HuatuoGPT-II: 1e-4")
     warmup_ratio: float = _f(0.01, "HuatuoGPT-II: 0.01")
@@ -495,7 +496,8 @@ def train_one_stage(records: Sequence[Pair | MCQ], config: OneStageConfig | None
     enc = encode_records(recs, tok, c.template, c.mcq_style, max_length=c.seq_len)
     srcs = [e["source"] for e in enc]
     pr = c.priorities or [float(getattr(r, "priority", 1.0)) for r in recs]
-    ps = PrioritySampler(srcs, priorities=pr, epochs={s: c.sft_epochs for s in c.sft_sources}, beta=c.beta, seed=c.seed)
+    reps = {s: (c.sft_epochs if s in c.sft_sources else c.domain_epochs) for s in set(srcs)}
+    ps = PrioritySampler(srcs, priorities=pr, epochs=reps, beta=c.beta, seed=c.seed)
     order = ps.order() * c.epochs  # later epochs repeat the same order: the reference never reshuffles
     items, pk = _items(enc, order, c, tok.pad_token_id, packing=True, split=False)
     return _run("one_stage", c, items, tok, _output_dir(c, "one_stage"), pk)

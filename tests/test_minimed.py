@@ -73,6 +73,16 @@ def test_every_name_is_one_token(world):
     assert all(len(tok(s)["input_ids"]) == 1 for s in name_strings(world))
     text = medical_questions(world, "zh")[0].explanation + " " + general_questions(world, "en")[0].question
     assert tok.decode(tok(text)["input_ids"]) == text
+    name = world.cities[0].country.en  # after a space it is the same token as at a sentence start: facts transfer
+    assert tok(" " + name)["input_ids"][-1] == tok(name)["input_ids"][0] and not any(s.startswith(" ") for s in name_strings(world))
+
+
+def test_explanations_start_from_the_clue(world):
+    q = next(q for q in medical_questions(world, "en") if q.meta["qtype"] == "complication_pathogen_by_symptom")
+    d = next(d for d in world.diseases if d.key == q.meta["disease"])
+    # read left to right, the chain starts from the symptom the question names, then reaches the disease
+    assert q.explanation.startswith(d.symptom.en) and q.explanation.index(d.symptom.en) < q.explanation.index(d.name.en)
+    assert q.explanation.endswith(f"So the answer is {q.options[q.answer_str]}.")
 
 
 def test_cmexam_csv_layout(built):

@@ -66,6 +66,15 @@ def test_one_stage_packs_in_priority_order_and_never_reshuffles(tmp_path):
     assert r.metrics["packing_efficiency"] > 0.5
 
 
+def test_one_stage_domain_epochs_repeat_the_other_sources(tmp_path):
+    web, sft = toy_records("pairs", 6, source="web"), toy_records("pairs", 2, source="sft", seed=1)
+    r = train_one_stage(web + sft, model="tiny", output_dir=str(tmp_path), priorities={"web": 4, "sft": 1}, domain_epochs=3,
+                        sft_epochs=2, seq_len=64, batch_size=4, record_data=True, seed=3)
+    got = [x for l in (tmp_path / "data_rank0.txt").read_text().splitlines() for x in l.split("\t")[1].split(",")]
+    assert sorted(got) == sorted([p.id for p in web] * 3 + [p.id for p in sft] * 2)  # web 3 passes, sft 2, one order
+    assert r.metrics["steps"] >= 1
+
+
 def test_mcq_sft_with_reasoning_and_full_adafactor(tmp_path):
     r = train_full(toy_records("mcqs", 8), model="tiny", output_dir=str(tmp_path), mcq_style="explanation",
                    batch_size=4, max_steps=2, gradient_checkpointing=True)
