@@ -347,7 +347,8 @@ class MiniTable:
 MINI_TABLES = {
     "guo2023_table2": MiniTable(
         (("fine-tuning only, answer-only", "ft_only"), ("fine-tuning only, with reasoning", "ft_only_explanation"),
-         ("CT + fine-tuning, answer-only", "ct_ft"), ("CT + fine-tuning, with reasoning", "ct_ft_explanation")),
+         ("CT + fine-tuning, answer-only", "ct_ft"), ("CT + fine-tuning, answer then explanation", "ct_ft_explanation"),
+         ("CT + fine-tuning, reasoning first (own chain, then options)", "ct_ft_reasoning")),
         (("held-out acc", "medical"), ("1-hop", "hop1"), ("2-hop", "hop2"), ("3-hop", "hop3")),
         "continual training before fine-tuning beats fine-tuning alone", "ct_ft", "ft_only"),
     "guo2023_table2_reasoning": MiniTable(
