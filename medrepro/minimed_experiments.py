@@ -353,7 +353,7 @@ MINI_TABLES = {
         "continual training before fine-tuning beats fine-tuning alone", "ct_ft", "ft_only"),
     "guo2023_table2_reasoning": MiniTable(
         (("CT + fine-tuning, answer-only", "ct_ft"), ("CT + fine-tuning, answer then explanation", "ct_ft_explanation"),
-         ("CT + fine-tuning, reasoning first (generated)", "ct_ft_reasoning")),
+         ("CT + fine-tuning, reasoning first (own chain, then options)", "ct_ft_reasoning")),
         (("held-out acc", "medical"), ("1-hop", "hop1"), ("2-hop", "hop2"), ("3-hop", "hop3")),
         "fine-tuning with reasoning (explanations) beats answer-only", "ct_ft_reasoning", "ct_ft"),
     "guo2023_table3": MiniTable(
@@ -441,6 +441,6 @@ def sampler_shares(data: MiniData, beta: float = 1.0, step: int = 64, seed: int 
     "Per `step` drawn examples, the exam (sft) share of the one-stage priority order for `data` (as `one_stage` draws it)."
     from medrepro.samplers import PrioritySampler
     recs, pr = one_stage_records(data, seed, config)
-    reps = {"sft": config.one_stage_sft_epochs, "encyclopedia": config.one_stage_domain_epochs, "general": config.one_stage_domain_epochs}
+    reps = {s: config.one_stage_sft_epochs if s == "sft" else config.one_stage_domain_epochs for s in pr}  # as train_one_stage
     ps = PrioritySampler([r.source for r in recs], priorities=pr, epochs=reps, beta=beta, seed=seed)
     return [{"step": i + 1, "sft": s.get("sft", 0.0)} for i, s in enumerate(ps.source_shares(step))]
