@@ -63,7 +63,7 @@ run_tests() {
 
 cmd=${1:-}; shift || true
 case "$cmd" in
-  reproduce) setup; exec "$VENV/bin/medrepro" reproduce --tier "${MEDREPRO_TIER:-smoke}" "$@";;  # renders the report too
+  reproduce) setup; exec "$VENV/bin/medrepro" reproduce --tier "${MEDREPRO_TIER:-mini}" "$@";;  # renders the report too
   test) setup; run_tests "$@";;
   setup) setup;;
   *) echo "usage: ./run.sh reproduce|test|setup [args]" >&2; exit 2;;

@@ -16,7 +16,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     p.add_argument("--root", default=None, help="runs folder (reused when it holds finished seeds); default: fresh temp folder")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "minimed.json"), help="results file")
-    p.add_argument("--workers", type=int, default=2, help="seeds trained in parallel processes (one per core)")
+    p.add_argument("--workers", type=int, default=None, help="processes training steps in parallel (default: one per core)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads per worker (1: no OpenMP spinning on busy cores)")
     p.add_argument("--conditions", default="", help="comma-separated subset of MiniConfig.conditions (default: all)")
     p.add_argument("--note", default="", help="free text stored with the results (e.g. what else ran on the machine)")
@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     import torch
     torch.set_num_threads(a.threads)
     from medrepro.core import save_json
-    from medrepro.minimed_experiments import MINI_TABLES, MiniConfig, mini_block, run_mini
+    from medrepro.minimed_experiments import MINI_TABLES, MiniConfig, mini_block, run_mini, verdict_text
     seeds = [int(s) for s in a.seeds.split(",")]
     root = Path(a.root) if a.root else Path(tempfile.mkdtemp(prefix="minimed-bench-"))
     os.environ.setdefault("MEDREPRO_HOME", str(root / "home"))  # worlds are built (and timed) inside the run too
@@ -41,14 +41,13 @@ def main(argv=None) -> int:
         "machine": {"cpus": os.cpu_count(), "threads": a.threads, "workers": a.workers, "python": platform.python_version(), "torch": torch.__version__,
                     "loadavg_before": [round(x, 2) for x in load0], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
                     "note": a.note},
-        "conditions": {c: {k: ({"mean": v["mean"], "ci": v["ci"]} if isinstance(v, dict) else v) for k, v in m.items()}
-                       for c, m in s.items()},
+        "conditions": s,  # per condition and metric: mean, 95% interval and the per-seed values (paired verdicts need them)
         "blocks": {t: mini_block(t, s) for t in MINI_TABLES},
         "per_seed": res["per_seed"], "config": res["config"],
     }
     save_json(out, a.out)
     print(f"{len(seeds)} seeds in {total:.0f} s -> {a.out}")
-    for t, b in out["blocks"].items(): print(f"  {t}: {b['finding']}: {b['reproduced']}")
+    for t, b in out["blocks"].items(): print(f"  {t}: {b['finding']}: {verdict_text(b)}")
     return 0
 
 

@@ -483,8 +483,8 @@ def template_responder(world: World) -> Callable[[list[dict]], str]:
         if not found: raise MedreproError("the MiniMed responder found no MiniMed fact in the prompt")
         s, rel, lang, v = index[found[-1]]
         q = fact_question(world, s, rel, lang, v)
-        if "JSON array" in text: return json.dumps([{"question": q, "answer": fact_sentence(world, s, rel, lang, 0)}], ensure_ascii=False)
-        return fact_sentence(world, s, rel, lang, 0) if q in text else q
+        if "JSON array" in text: return json.dumps([{"question": q, "answer": fact_sentence(world, s, rel, lang, v)}], ensure_ascii=False)
+        return fact_sentence(world, s, rel, lang, v) if q in text else q  # the answer keeps the passage's own wording
     respond.__name__ = f"minimed_template_{world.seed}"
     return respond
 
@@ -493,12 +493,12 @@ def encyclopedia_pairs(world: World, docs: Sequence[Document], priority: float =
     index, out = _fact_index(world), []
     for doc in docs:
         s, rel, lang, v = index[doc.text]
-        out.append(Pair(f"unified-{doc.id}", fact_question(world, s, rel, lang, v), fact_sentence(world, s, rel, lang, 0),
+        out.append(Pair(f"unified-{doc.id}", fact_question(world, s, rel, lang, v), fact_sentence(world, s, rel, lang, v),
                         source=doc.source, language=lang, priority=priority, meta={"document": doc.id}))
     return out
 
 # %% ../nbs/70_minimed.ipynb #dd4ea586
-RECIPE_VERSION = 3  # bump when a change to this notebook changes the files a seed produces
+RECIPE_VERSION = 4  # bump when a change to this notebook (or the registered prompt wording) changes the files a seed produces
 
 def build(seed: int = 0, out: str | Path | None = None, config: WorldConfig = WorldConfig()) -> Path:
     "Write the MiniMed world of `seed` (files + tokenizer + initial model + manifest) into `out`."

@@ -4,7 +4,8 @@
 
 # %% ../nbs/71_minimed.experiments.ipynb #aed05ce8
 from __future__ import annotations
-import math, random, statistics, time
+import math, random, re, statistics, time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -14,30 +15,31 @@ from .minimed import (World, WorldConfig, encyclopedia, general_questions, gener
                               medical_questions, template_responder, world_dir)
 
 # %% auto #0
-__all__ = ['MINI_TABLES', 'MiniConfig', 'text_target_pair', 'exam_document', 'unified_pairs', 'MiniData', 'mini_data', 'run_root',
-           'train_base', 'train_ct', 'finetune', 'one_stage_records', 'one_stage', 'two_stage', 'stage2_only',
-           'reasoning_samples', 'score_model', 'run_seed', 't_interval', 'summarize', 'run_mini', 'MiniTable',
-           'mini_block', 'plot_conditions', 'plot_curve', 'plot_shares', 'sampler_shares']
+__all__ = ['TEMPLATES', 'SCORING', 'REASONING', 'MINI_TABLES', 'MiniConfig', 'text_target_pair', 'exam_document', 'unified_pairs',
+           'MiniData', 'init_model', 'mini_data', 'run_root', 'train_base', 'train_ct', 'finetune', 'one_stage_records',
+           'one_stage', 'two_stage', 'stage2_only', 'score_model', 'chain_checks', 'mini_steps', 'step_parent',
+           'run_step', 'run_seed', 't_interval', 'summarize', 'run_mini', 'MiniTable', 'mini_block',
+           'paired_difference', 'verdict_text', 'plot_conditions', 'plot_curve', 'plot_shares', 'sampler_shares']
 
 # %% ../nbs/71_minimed.experiments.ipynb #51d5f2d0
 @dataclass(frozen=True)
 class MiniConfig:
     "Every setting of a MiniMed experiment run (defaults: the `mini` tier)."
     world: WorldConfig = WorldConfig(n_diseases=40, n_cities=40, n_countries=6, n_rivers=8)  # half the pilot's world: fits 2 cores
-    hidden: int = 96                  # model width (4 layers): ~0.9M parameters with MiniMed's vocabulary
+    hidden: int = 96                  # model width: 0.76M parameters with 4 layers (128 wide: 1.2M, ~15% more seconds)
     layers: int = 4
-    seq_len: int = 256                # packed row length
-    batch_size: int = 2               # rows per step: small batches = many updates, which memorising facts needs
-    base_epochs: int = 80             # general pre-training passes: 40 (~690 steps) -> general 44%, 80 (~1390) -> 68% (seed 0)
+    seq_len: int = 128                # packed row length: documents are 5-70 tokens; 256 cost 14% more for the same tokens
+    batch_size: int = 4               # rows per step (512 tokens): small batches = many updates, which memorising facts needs
+    base_epochs: int = 64             # general pre-training passes: 40 -> general 44%, 80 -> 68% (seed 0, v4); 64 to fit 15 min
     base_lr: float = 3e-3
-    ct_epochs: int = 48               # encyclopedia passes: 16 (~120 steps) left it unmemorised, 48 (~720) memorised it
+    ct_epochs: int = 40               # encyclopedia passes: 16 (~120 steps) left it unmemorised, 48 (~720) memorised it
     ct_lr: float = 3e-3
     ct_checkpoints: int = 4           # evenly spaced checkpoints (the last is the end of CT)
     replay_fraction: float = 0.25     # share of general documents in the replay run
-    ft_epochs: int = 12               # 5 (140 steps) left ct_ft at 71% on its OWN training questions
+    ft_epochs: int = 8                # 5 (140 steps) left ct_ft at 71% on its OWN training questions, 12 at 93-99%
     ft_lr: float = 5e-4               # pilot: fine-tuning lr above 5e-4 destroyed what CT taught
-    one_stage_domain_epochs: int = 16 # passes over the unified pairs inside the one priority order (v3: 4 passes -> chance)
-    one_stage_sft_epochs: int = 12    # exam pairs repeated as often as ct_ft fine-tunes (ft_epochs): same exam exposure
+    one_stage_domain_epochs: int = 16 # passes over the unified pairs in the one priority order (v3: 4 -> chance; 10 -> 38% on seed 0, 16 -> 75%)
+    one_stage_sft_epochs: int = 8     # exam pairs repeated as often as ct_ft fine-tunes (ft_epochs): same exam exposure
     one_stage_general_fraction: float = 0.25  # general text in the one-stage mix (HuatuoGPT-II mixes general corpora)
     one_stage_lr: float = 3e-3        # the CT rate: the cosine tail is what the exam pairs at the end train under
     domain_priority: float = 3.0      # domain (and general) : fine-tuning; v3's 10 (pilot) left the exam pairs to the last 7%, at lr ~0
@@ -53,10 +55,12 @@ class MiniConfig:
                        base_epochs=4, ct_epochs=3, ft_epochs=1, one_stage_domain_epochs=2, one_stage_sft_epochs=1, adapter_epochs=1, ct_checkpoints=2)
 
 # %% ../nbs/71_minimed.experiments.ipynb #2c663eca
+TEMPLATES = {"zh": "mcq_zh_short", "en": "mcq_en_short"}  # CMExam/MMLU wording minus the instruction line: 21% (zh), 39% (en) fewer tokens
+
 def text_target_pair(q: MCQ, style: str = "answer", source: str = "sft", priority: float = 1.0) -> Pair:
     "An SFT pair: the prompt of `q`, then the answer text (answer), answer + explanation (explanation), or the chain ending in the answer (reasoning)."
-    from medrepro.data.prompts import get_template, mcq_prompt, template_for_language
-    t = get_template(template_for_language(q.language))
+    from medrepro.data.prompts import get_template, mcq_prompt
+    t = get_template(TEMPLATES[q.language])
     out = q.options[q.answer_str]
     if style == "explanation": out += f"\n{t.explanation_label}{t.delimiter}{q.explanation}"
     elif style == "reasoning": out = q.explanation  # MiniMed explanations end with the conclusion naming the answer
@@ -93,13 +97,29 @@ class MiniData:
     test_questions: list[MCQ]         # exam questions on held-out diseases (the domain score)
     general_test: list[MCQ]           # questions on test cities, both languages (the forgetting score)
 
+def init_model(seed: int, config: MiniConfig = MiniConfig()) -> Path:
+    "The randomly initialised model of `config`'s size for the world of `seed`, with the world's tokenizer (cached)."
+    import os, shutil, tempfile
+    from medrepro.minimed import minimed_model_size
+    from medrepro.models import build_model, load_tokenizer
+    wd = world_dir(seed, config.world)
+    out = wd / f"model-h{config.hidden}-l{config.layers}"
+    if (out / "config.json").exists(): return out
+    tok = load_tokenizer(wd / "model")
+    tmp = Path(tempfile.mkdtemp(dir=wd, prefix=f".{out.name}."))
+    build_model(minimed_model_size(tok, config.hidden, config.layers), tok, seed=seed).save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    try: os.replace(tmp, out)
+    except OSError: shutil.rmtree(tmp, ignore_errors=True)  # a parallel worker built the same model first
+    return out
+
 def mini_data(seed: int, config: MiniConfig = MiniConfig()) -> MiniData:
     "Build (or reuse) the world of `seed` and derive every corpus of the experiments."
     wd = world_dir(seed, config.world)
     w, lang = load_world(wd), config.language
     gdocs = general_text(w) + [exam_document(q) for l in ("zh", "en") for q in general_questions(w, l, "train")]
     enc = encyclopedia(w, [lang])
-    return MiniData(w, wd / "model", gdocs, enc, unified_pairs(w, enc, config.domain_priority),
+    return MiniData(w, init_model(seed, config), gdocs, enc, unified_pairs(w, enc, config.domain_priority),
                     medical_questions(w, lang, "train"), medical_questions(w, lang, "test"),
                     general_questions(w, "zh", "test") + general_questions(w, "en", "test"))
 
@@ -198,26 +218,16 @@ def stage2_only(data: MiniData, start: Path, out: Path, seed: int, config: MiniC
 
 # %% ../nbs/71_minimed.experiments.ipynb #a74e9d3f
 _CUE = {"zh": "故答案为", "en": "So the answer is"}  # how MiniMed explanations announce the answer (`_CONCLUDE`)
-
-def reasoning_samples(model_dir: Path, questions: Sequence[MCQ], batch_size: int = 64, max_new_tokens: int = 96) -> list[dict]:
-    "Reasoning first, then the options: the model's greedy chain up to the answer cue, then each option text scored after it."
-    from medrepro.eval.mcq import _load, _loglik_samples, build_prompts, generate_texts
-    model, tok, _ = _load(str(model_dir), None, "cpu")
-    model.eval()
-    prompts = build_prompts(questions, "auto")
-    outs = generate_texts(model, tok, prompts, batch_size, max_new_tokens, None, sorted(set(_CUE.values())) + ["\n"])
-    # Cut at the cue ourselves too (a chain can end at the token limit): the four options then compete on equal terms.
-    chained = [p + o.split(_CUE[q.language])[0].rstrip() + ("" if q.language == "zh" else " ") + _CUE[q.language]
-               for q, p, o in zip(questions, prompts, outs)]
-    samples = _loglik_samples(model, tok, questions, chained, "option_text", "tokens", "auto", False, batch_size)
-    return [{**s, "chain": o} for s, o in zip(samples, outs)]
+SCORING = dict(mode="loglik", scoring="option_text", norm="tokens", template=TEMPLATES, n_boot=0)  # every MiniMed score
+REASONING = dict(SCORING, mode="reason_loglik", cue=_CUE, stop=["\n"], max_new_tokens=96)  # chain first (chains are one line)
 
 def score_model(model_dir: Path, data: MiniData, batch_size: int = 64, reasoning: bool = False) -> dict[str, float]:
     "Held-out-disease accuracy (overall and per hop) and general accuracy; `reasoning`: options scored after the model's own chain."
     from medrepro.eval.mcq import evaluate
-    kw = dict(mode="loglik", scoring="option_text", norm="tokens", template="auto", batch_size=batch_size, n_boot=0)
-    med = reasoning_samples(model_dir, data.test_questions, batch_size) if reasoning else evaluate(str(model_dir), data.test_questions, **kw).samples
-    gen = evaluate(str(model_dir), data.general_test, **kw)
+    from medrepro.models import load_causal_lm, load_tokenizer
+    model, tok = load_causal_lm(str(model_dir)).eval(), load_tokenizer(model_dir)  # loaded once for both question sets
+    med = evaluate(model, data.test_questions, tokenizer=tok, batch_size=batch_size, **(REASONING if reasoning else SCORING)).samples
+    gen = evaluate(model, data.general_test, tokenizer=tok, batch_size=batch_size, **SCORING)
     out = {"medical": sum(x["correct"] for x in med) / len(med), "general": gen.metrics["accuracy"]}
     for lang in ("zh", "en"):
         s = [x["correct"] for x in gen.samples if x["language"] == lang]
@@ -225,68 +235,108 @@ def score_model(model_dir: Path, data: MiniData, batch_size: int = 64, reasoning
     for h in (1, 2, 3):
         s = [x["correct"] for x in med if x["meta"].get("hops") == h]
         if s: out[f"hop{h}"] = sum(s) / len(s)
+    if reasoning: out.update(chain_checks(med, data.test_questions))
     return out
 
+def chain_checks(samples: Sequence[dict], questions: Sequence[MCQ]) -> dict[str, float]:
+    "Where the model's own chains go wrong: share whose first sentence is the right first step, share naming the answer."
+    qs = {q.id: q for q in questions}
+    step1 = ans = 0
+    for s in samples:
+        q, chain = qs[s["id"]], s["chain"].split(_CUE[qs[s["id"]].language])[0].strip()
+        first = re.split(r"(?<=[。.])\s*", q.explanation.strip(), maxsplit=1)[0]  # MiniMed explanations: one fact a sentence
+        step1 += chain.startswith(first)
+        ans += q.options[q.answer_str] in chain
+    return {"chain_step1": step1 / len(samples), "chain_answer": ans / len(samples)}
+
 # %% ../nbs/71_minimed.experiments.ipynb #7d405ee0
+# What each condition trains (and scores), and what each step starts from: the shared steps run once per seed.
+_NEEDS = {"ft_only": ("ft_only",), "ft_only_explanation": ("ft_only_explanation",), "ct_ft": ("ct", "ct_ft"),
+          "ct_ft_explanation": ("ct", "ct_ft_explanation"), "ct_ft_reasoning": ("ct", "ct_ft_reasoning"),
+          "ct_curve": ("ft_only", "ct", "ct_ft", "ct_ckpts"), "ct_ft_mixed": ("ct", "ct_ft_mixed"),
+          "replay_ft": ("replay", "replay_ft"), "one_stage": ("one_stage",), "one_stage_beta0": ("one_stage_beta0",),
+          "two_stage": ("ct", "two_stage", "stage1_only"), "stage2_only": ("ct", "stage2_only")}
+_AFTER = {"ct": "base", "replay": "base", "ft_only": "base", "ft_only_explanation": "base", "one_stage": "base",
+          "one_stage_beta0": "base", "replay_ft": "replay", "stage1_only": "two_stage"}  # every other step starts from ct
+
+def mini_steps(config: MiniConfig) -> list[str]:
+    "The steps `config.conditions` needs, each once, every step after the one it starts from."
+    unknown = set(config.conditions) - set(_NEEDS)
+    if unknown: raise MedreproError(f"unknown MiniMed condition(s) {sorted(unknown)}; known: {', '.join(_NEEDS)}")
+    out = ["base"]
+    for c in config.conditions:
+        for s in _NEEDS[c]:
+            names = [f"ct_ckpt{k}_ft" for k in range(1, config.ct_checkpoints)] if s == "ct_ckpts" else [s]
+            out += [n for n in names if n not in out]
+    return sorted(out, key=lambda s: (s != "base", s not in ("ct", "replay", "two_stage")))  # stable: parents first
+
+def step_parent(step: str) -> str | None:
+    "The step whose model `step` starts from (None for the base model)."
+    return None if step == "base" else _AFTER.get(step, "ct")
+
+def _trainers(data: MiniData, seed: int, config: MiniConfig, r: Path) -> dict[str, Callable[[], tuple[Path, dict]]]:
+    "step -> a call that trains it (or finds it trained) and returns (model folder, extra numbers to record)."
+    base = lambda: train_base(data, seed, config, r)
+    cks = lambda: train_ct(data, base(), seed, config, r)
+    rep = lambda: train_ct(data, base(), seed, config, r, replay=True)[-1]
+    ft = lambda start, name, style="answer", qs=None: finetune(qs or data.train_questions, start, r / name, seed, config, style)
+    mixed = lambda: list(data.train_questions) + medical_questions(data.world, "en", "train")
+    out = {"base": lambda: (base(), {}), "ct": lambda: (cks()[-1], {}), "replay": lambda: (rep(), {}),
+           "ft_only": lambda: (ft(base(), "ft_only"), {}),
+           "ft_only_explanation": lambda: (ft(base(), "ft_only_expl", "explanation"), {}),
+           "ct_ft": lambda: (ft(cks()[-1], "ct_ft"), {"fraction": 1.0}),
+           "ct_ft_explanation": lambda: (ft(cks()[-1], "ct_ft_expl", "explanation"), {}),
+           "ct_ft_reasoning": lambda: (ft(cks()[-1], "ct_ft_reason", "reasoning"), {}),
+           "ct_ft_mixed": lambda: (ft(cks()[-1], "ct_ft_mixed", qs=mixed()), {}),
+           "replay_ft": lambda: (ft(rep(), "replay_ft"), {}),
+           "one_stage": lambda: (one_stage(data, base(), r / "one_stage", seed, config, 1.0)[0], {}),
+           "one_stage_beta0": lambda: (one_stage(data, base(), r / "one_stage_beta0", seed, config, 0.0)[0], {}),
+           "two_stage": lambda: (two_stage(data, cks()[-1], r / "two_stage", seed, config)[0], {}),
+           "stage1_only": lambda: (two_stage(data, cks()[-1], r / "two_stage", seed, config)[1], {}),  # trained inside two_stage
+           "stage2_only": lambda: (stage2_only(data, cks()[-1], r / "stage2_only", seed, config), {})}
+    for k in range(1, config.ct_checkpoints):
+        out[f"ct_ckpt{k}_ft"] = lambda k=k: (ft(cks()[k - 1], f"ct_ckpt{k}_ft"), {"fraction": k / config.ct_checkpoints})
+    return out
+
+_DATA: dict = {}  # (seed, config) -> MiniData: a worker process builds each world's corpora once
+
+def _data(seed: int, config: MiniConfig) -> MiniData:
+    key = (seed, replace(config, conditions=()))
+    if key not in _DATA: _DATA[key] = mini_data(seed, config)
+    return _DATA[key]
+
+def run_step(seed: int, step: str, config: MiniConfig = MiniConfig(), root: str | Path | None = None,
+             log: Callable[[str], None] | None = print) -> dict:
+    "Train (unless trained) and score one step of one seed: metrics + seconds, cached in <run root>/scores/<step>.json."
+    r = run_root(seed, config, root)
+    f = r / "scores" / f"{step}.json"
+    if f.exists(): return load_json(f)
+    from medrepro.core import seed_everything
+    seed_everything(seed)  # every step starts from the same state, whatever ran before it in this process
+    data = _data(seed, config)
+    t0 = time.perf_counter()
+    path, extra = _trainers(data, seed, config, r)[step]()
+    res = {**score_model(path, data, reasoning=step == "ct_ft_reasoning"), **extra, "seconds": round(time.perf_counter() - t0, 1)}
+    save_json(res, f)
+    if log: log(f"seed {seed} {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items() if k != "seconds") + f" ({res['seconds']} s)")
+    return res
+
+@contextmanager
+def _locked(folder: Path):
+    "Hold an exclusive lock on `folder` (two notebooks of a parallel `reproduce` must not train the same runs at once)."
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as fh:
+        try:
+            import fcntl
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except ImportError: pass  # no fcntl (Windows): run without the lock
+        yield
+
 def run_seed(seed: int, config: MiniConfig = MiniConfig(), root: str | Path | None = None,
              log: Callable[[str], None] | None = print) -> dict[str, dict]:
-    "Train and score every condition of `config` for one seed (shared steps once); condition -> metrics + seconds."
-    r = run_root(seed, config, root)
-    prev = load_json(r / "results.json") if (r / "results.json").exists() else {}
-    if set(config.conditions) <= set(prev.get("_conditions", [])): return {k: v for k, v in prev.items() if not k.startswith("_")}
-    r.mkdir(parents=True, exist_ok=True)
-    from medrepro.core import seed_everything
-    seed_everything(seed)
-    want, res = set(config.conditions), {}
-    t = time.perf_counter()
-    data = mini_data(seed, config)
-
-    def timed(name: str, fn: Callable[[], Path], extra: dict | None = None, reasoning: bool = False) -> Path:
-        if name in prev:  # scored in an earlier call: keep its numbers and seconds (the run itself is cached)
-            res[name] = prev[name]
-            return fn()
-        t0 = time.perf_counter()
-        p = fn()
-        res[name] = {**score_model(p, data, reasoning=reasoning), **(extra or {}), "seconds": round(time.perf_counter() - t0, 1)}
-        if log: log(f"seed {seed} {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in res[name].items() if k != "seconds") + f" ({res[name]['seconds']} s)")
-        return p
-
-    res["_data"] = {"seconds": round(time.perf_counter() - t, 1)}
-    base = timed("base", lambda: train_base(data, seed, config, r))
-    need_ct = want & {"ct_ft", "ct_ft_explanation", "ct_ft_reasoning", "ct_curve", "ct_ft_mixed", "two_stage", "stage2_only"}
-    if need_ct:
-        cks = []
-        timed("ct", lambda: (cks.extend(train_ct(data, base, seed, config, r)), cks[-1])[1])
-        ct = cks[-1]
-    if "ft_only" in want or "ct_curve" in want: timed("ft_only", lambda: finetune(data.train_questions, base, r / "ft_only", seed, config))
-    if "ft_only_explanation" in want:
-        timed("ft_only_explanation", lambda: finetune(data.train_questions, base, r / "ft_only_expl", seed, config, "explanation"))
-    if "ct_ft" in want or "ct_curve" in want: timed("ct_ft", lambda: finetune(data.train_questions, ct, r / "ct_ft", seed, config), {"fraction": 1.0})
-    if "ct_ft_explanation" in want:
-        timed("ct_ft_explanation", lambda: finetune(data.train_questions, ct, r / "ct_ft_expl", seed, config, "explanation"))
-    if "ct_ft_reasoning" in want:
-        timed("ct_ft_reasoning", lambda: finetune(data.train_questions, ct, r / "ct_ft_reason", seed, config, "reasoning"), reasoning=True)
-    if "ct_curve" in want:
-        for k, ck in enumerate(cks[:-1], 1):
-            timed(f"ct_ckpt{k}_ft", lambda ck=ck: finetune(data.train_questions, ck, r / f"ct_ckpt{k}_ft", seed, config),
-                  {"fraction": k / config.ct_checkpoints})
-    if "ct_ft_mixed" in want:
-        en = medical_questions(data.world, "en", "train")
-        timed("ct_ft_mixed", lambda: finetune(list(data.train_questions) + en, ct, r / "ct_ft_mixed", seed, config))
-    if "replay_ft" in want:
-        rep = timed("replay", lambda: train_ct(data, base, seed, config, r, replay=True)[-1])
-        timed("replay_ft", lambda: finetune(data.train_questions, rep, r / "replay_ft", seed, config))
-    for name, beta in (("one_stage", 1.0), ("one_stage_beta0", 0.0)):
-        if name in want: timed(name, lambda beta=beta: one_stage(data, base, r / name, seed, config, beta)[0])
-    if "two_stage" in want:
-        timed("two_stage", lambda: two_stage(data, ct, r / "two_stage", seed, config)[0])
-        timed("stage1_only", lambda: r / "two_stage" / "stage1" / "merged")
-        res["stage1_only"]["seconds"] = 0.0  # trained inside two_stage; only scored here
-    if "stage2_only" in want: timed("stage2_only", lambda: stage2_only(data, ct, r / "stage2_only", seed, config))
-    res["_conditions"] = sorted(set(config.conditions) | set(prev.get("_conditions", [])))
-    res["_seconds"] = round(time.perf_counter() - t, 1)
-    save_json(res, r / "results.json")
-    return {k: v for k, v in res.items() if not k.startswith("_")}
+    "Train and score every step of `config` for one seed, in order (shared steps once); step -> metrics + seconds."
+    with _locked(run_root(seed, config, root).parent):
+        return {s: run_step(seed, s, config, root, log) for s in mini_steps(config)}
 
 # %% ../nbs/71_minimed.experiments.ipynb #965ca7d6
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
@@ -305,31 +355,63 @@ def summarize(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
     conds = sorted({c for r in per_seed.values() for c in r})
     for c in conds:
         rows = [r[c] for r in per_seed.values() if c in r]
-        out[c] = {"n_seeds": len(rows), "seconds": round(statistics.fmean(x["seconds"] for x in rows), 1)}
+        out[c] = {"n_seeds": len(rows), "seeds": [s for s, r in per_seed.items() if c in r],
+                  "seconds": round(statistics.fmean(x["seconds"] for x in rows), 1)}
         for k in rows[0]:
             if k == "seconds" or not all(k in x for x in rows): continue
             m, lo, hi = t_interval([x[k] for x in rows])
             out[c][k] = {"mean": round(m, 4), "ci": [round(lo, 4), round(hi, 4)], "values": [round(x[k], 4) for x in rows]}
     return out
 
-def _seed_worker(seed: int, config: MiniConfig, root, threads: int) -> dict:
+# Seconds per step at one thread (v4, bench/results/minimed.json): the scheduler starts long chains first.
+_COST = {"base": 85, "ct": 40, "replay": 70, "one_stage": 75, "one_stage_beta0": 75, "two_stage": 40, "ct_ft_mixed": 40}
+
+def _rank(step: str, steps: Sequence[str]) -> float:
+    "A step's cost plus its longest chain of dependants (the critical-path priority of list scheduling)."
+    kids = [s for s in steps if step_parent(s) == step]
+    return _COST.get(step, 15) + max((_rank(k, steps) for k in kids), default=0)
+
+def _worker_init(threads: int) -> None:
     import torch
     torch.set_num_threads(threads)
-    return run_seed(seed, config, root, print)
+
+def _pool(seeds: Sequence[int], config: MiniConfig, root, workers: int, threads: int, log) -> dict[int, dict]:
+    "Every (seed, step) in `workers` processes, each started once its parent step is done, longest chain first."
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    steps = mini_steps(config)
+    rank = {s: _rank(s, steps) for s in steps}
+    todo = sorted(((seed, s) for seed in seeds for s in steps), key=lambda t: (-rank[t[1]], t[0]))
+    per: dict[int, dict] = {s: {} for s in seeds}
+    running: dict = {}
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)) as ex:
+        while todo or running:
+            ready = [t for t in todo if step_parent(t[1]) is None or step_parent(t[1]) in per[t[0]]]
+            for t in ready[:max(0, workers - len(running))]:
+                todo.remove(t)
+                running[ex.submit(run_step, t[0], t[1], config, root, None)] = t
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                seed, s = running.pop(f)
+                per[seed][s] = f.result()
+                if log: log(f"seed {seed} {s}: medical {per[seed][s]['medical']:.3f}, general {per[seed][s]['general']:.3f} ({per[seed][s]['seconds']} s)")
+    return {seed: {s: per[seed][s] for s in steps} for seed in seeds}
 
 def run_mini(seeds: Sequence[int] = (0, 1, 2), config: MiniConfig = MiniConfig(), root: str | Path | None = None,
              log: Callable[[str], None] | None = print,
-             workers: int = 1,           # seeds run in parallel processes (2 on a 2-core machine)
-             threads: int = 1) -> dict:  # torch threads per worker: 1 avoids OpenMP spinning on busy cores
-    "Every condition for every seed (cached per seed), summarised: {'config', 'seeds', 'per_seed', 'summary', 'seconds'}."
+             workers: int | None = None,  # processes; default: one per core (each step is single-threaded)
+             threads: int = 1) -> dict:   # torch threads per process: results depend on it, so keep 1 for comparable numbers
+    "Every condition for every seed (cached per step), summarised: {'config', 'seeds', 'per_seed', 'summary', 'seconds'}."
+    import os
     t0 = time.perf_counter()
-    if workers > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-            futs = {s: ex.submit(_seed_worker, s, config, root, threads) for s in seeds}
-            per = {s: f.result() for s, f in futs.items()}
-    else: per = {s: run_seed(s, config, root, log) for s in seeds}
+    workers = workers or max(1, min(os.cpu_count() or 1, len(seeds) * len(mini_steps(config))))
+    with _locked(run_root(seeds[0], config, root).parent):
+        if workers > 1: per = _pool(seeds, config, root, workers, threads, log)
+        else:
+            import torch
+            n = torch.get_num_threads(); torch.set_num_threads(threads)
+            try: per = {s: {st: run_step(s, st, config, root, log) for st in mini_steps(config)} for s in seeds}
+            finally: torch.set_num_threads(n)
     return {"config": asdict(config), "seeds": list(seeds), "per_seed": per, "summary": summarize(per),
             "seconds": round(time.perf_counter() - t0, 1)}
 
@@ -388,14 +470,27 @@ def mini_block(table: str, summary: dict) -> dict:
     if t is None: raise MedreproError(f"no mini block for table {table!r}; known: {', '.join(MINI_TABLES)}")
     rows = [{"row": label, "condition": c, **{col: summary.get(c, {}).get(m) for col, m in t.columns},
              "seconds": summary.get(c, {}).get("seconds")} for label, c in t.rows]
-    verdict = None
-    if t.better in summary and t.worse in summary:
-        m = t.metric.lstrip("-")
-        b, w = summary[t.better].get(m), summary[t.worse].get(m)
-        if b and w:
-            lo, hi = w["ci"]
-            verdict = (b["mean"] > hi) if not math.isnan(hi) else (b["mean"] > w["mean"])
-    return {"table": table, "finding": t.finding, "reproduced": verdict, "rows": rows}
+    diff = paired_difference(summary, t.better, t.worse, t.metric.lstrip("-"))
+    verdict = None if diff is None else (diff["ci"][0] > 0) if diff["n"] > 1 else (diff["mean"] > 0)
+    return {"table": table, "finding": t.finding, "reproduced": verdict, "difference": diff, "rows": rows}
+
+def paired_difference(summary: dict, better: str, worse: str, metric: str = "medical") -> dict | None:
+    "`better` minus `worse` seed by seed (the same worlds): mean, 95% t-interval, and in how many seeds it is positive."
+    b, w = summary.get(better, {}), summary.get(worse, {})
+    if metric not in b or metric not in w: return None
+    sb, sw = b.get("seeds", list(range(b["n_seeds"]))), w.get("seeds", list(range(w["n_seeds"])))  # older summaries: seed order
+    d = [b[metric]["values"][sb.index(s)] - w[metric]["values"][sw.index(s)] for s in sb if s in sw]
+    if not d: return None
+    m, lo, hi = t_interval(d)
+    return {"mean": round(m, 4), "ci": [round(lo, 4), round(hi, 4)], "positive": sum(x > 0 for x in d), "n": len(d)}
+
+def verdict_text(block: dict) -> str:
+    "REPRODUCED, or NOT reproduced with the paired difference and how many seeds point the paper's way."
+    d = block.get("difference")
+    if d is None: return "undetermined (a condition did not run)"
+    ci = "" if math.isnan(d["ci"][0]) else f" [{100 * d['ci'][0]:+.1f}, {100 * d['ci'][1]:+.1f}]"
+    how = f"difference {100 * d['mean']:+.1f} points{ci}, positive in {d['positive']}/{d['n']} seeds"
+    return f"{'REPRODUCED' if block['reproduced'] else 'NOT reproduced'} ({how})"
 
 # %% ../nbs/71_minimed.experiments.ipynb #2c162bb0
 def plot_conditions(summary: dict, conditions: Sequence[str], metric: str = "medical", ax=None, title: str = ""):

@@ -118,6 +118,38 @@ def test_generate_mode_records_every_decision(tiny):
     assert r.protocol["mode"] == "generate" and r.protocol["extractor"] == "huatuo2" and r.protocol["max_new_tokens"] == 6
 
 
+def test_reason_loglik_scores_the_options_after_the_models_own_chain(tiny):
+    from medrepro.data.prompts import get_template
+    model, tok = tiny
+    qs = _questions(4)
+    first = generate_texts(model, tok, [evaluate(model, qs[:1], tokenizer=tok, n_boot=0).samples[0]["prompt"]], max_new_tokens=12)[0]
+    cue = first.strip()[3:8] or "So the answer is"  # a piece of what the model writes, so at least one chain reaches it
+    r = evaluate(model, qs, tokenizer=tok, mode="reason_loglik", cue={"en": cue}, scoring="option_text", norm="none",
+                 max_new_tokens=12, n_boot=0)
+    assert r.protocol["mode"] == "reason_loglik" and r.protocol["cue"] == {"en": cue} and r.samples[0]["reached_cue"]
+    delim = get_template("mcq_en").delimiter
+    for s, q in zip(r.samples, qs):
+        chain = s["chain"].split(cue)[0].rstrip()
+        ctx = s["prompt"] + chain + (" " if chain and cue[:1].isascii() and cue[:1].isalpha() else "") + cue
+        ref = [lp for lp, _, _ in score_continuations(model, tok, [(ctx, delim + v) for v in q.options.values()])]
+        assert [c["logprob"] for c in s["scores"]] == pytest.approx(ref, abs=1e-4)
+        assert s["pred"] == max(zip(ref, q.options), key=lambda t: t[0])[1]
+    with pytest.raises(MedreproError, match="cue"):
+        evaluate(model, qs, tokenizer=tok, mode="reason_loglik")
+    with pytest.raises(MedreproError, match="no reasoning cue for language 'en'"):
+        evaluate(model, qs, tokenizer=tok, mode="reason_loglik", cue={"zh": "故答案为"})
+
+
+def test_template_per_language(tiny):
+    model, tok = tiny
+    qs = _questions(2) + [MCQ("z1", "哪个器官产生胰岛素？", {"A": "胰腺", "B": "肝脏"}, "A", language="zh")]
+    r = evaluate(model, qs, tokenizer=tok, template={"en": "mcq_en_short", "zh": "mcq_zh"}, n_boot=0)
+    assert r.samples[0]["prompt"].startswith("Question: ") and r.samples[2]["prompt"].startswith("以下是医学考试")
+    assert set(r.protocol["templates"]) == {"mcq_en_short", "mcq_zh"}
+    with pytest.raises(MedreproError, match="no template for language 'zh'"):
+        evaluate(model, qs, tokenizer=tok, template={"en": "mcq_en"}, n_boot=0)
+
+
 def test_shots_and_chat_change_the_prompt_and_are_recorded(tiny):
     model, tok = tiny
     qs = _questions(3)

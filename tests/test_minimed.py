@@ -123,6 +123,7 @@ def test_template_backend_unifies_documents(world):
                              for d, q in zip(docs, qs)])
     want = encyclopedia_pairs(world, docs)
     assert [(q.text, a.text) for q, a in zip(qs, ans)] == [(p.instruction, p.output) for p in want]
+    assert [p.output for p in want] == [d.text for d in docs]  # the answer keeps the document's wording (six per fact)
     bad = backend.chat_many([[{"role": "user", "content": "no fact here"}]])[0]
     assert bad.text is None and "no MiniMed fact" in bad.error
 
@@ -149,6 +150,28 @@ def test_same_seed_same_numbers(tmp_path, monkeypatch):
     assert 0 <= a["ft_only"]["medical"] <= 1 and "hop3" in a["ft_only"] and "general_en" in a["base"]
 
 
+def test_steps_come_after_the_step_they_start_from():
+    from dataclasses import replace
+    from medrepro.minimed_experiments import MiniConfig, mini_steps, step_parent
+    steps = mini_steps(MiniConfig())
+    assert len(steps) == len(set(steps)) and steps[0] == "base"
+    assert all(steps.index(step_parent(s)) < steps.index(s) for s in steps[1:])
+    assert {"ct_ckpt1_ft", "ct_ckpt3_ft", "stage1_only", "replay"} <= set(steps) and "ct_ckpt4_ft" not in steps
+    assert mini_steps(replace(MiniConfig(), conditions=("ft_only",))) == ["base", "ft_only"]
+    with pytest.raises(MedreproError, match="unknown MiniMed condition"): mini_steps(replace(MiniConfig(), conditions=("nope",)))
+
+
+def test_parallel_steps_give_the_serial_numbers(tmp_path, monkeypatch):
+    from dataclasses import replace
+    from medrepro.minimed_experiments import run_mini
+    monkeypatch.setenv("MEDREPRO_HOME", str(tmp_path / "home"))
+    cfg = replace(_tiny(), conditions=("ft_only", "ct_ft"))
+    strip = lambda r: {s: {c: {k: v for k, v in m.items() if k != "seconds"} for c, m in x.items()} for s, x in r["per_seed"].items()}
+    serial = run_mini((5, 6), cfg, root=tmp_path / "serial", workers=1, log=None)
+    pooled = run_mini((5, 6), cfg, root=tmp_path / "pool", workers=2, log=None)
+    assert strip(serial) == strip(pooled) and set(serial["per_seed"][5]) == {"base", "ct", "ft_only", "ct_ft"}
+
+
 def test_summary_intervals_and_blocks():
     from medrepro.minimed_experiments import MINI_TABLES, mini_block, summarize, t_interval
     m, lo, hi = t_interval([0.5, 0.6, 0.7])
@@ -169,7 +192,7 @@ def test_mini_tier_effect_sizes():
     The bars are the issue's (a pilot's figures); a failure here is a finding to report, never to hide.
     """
     from medrepro.minimed_experiments import MiniConfig, run_mini
-    s = run_mini((0, 1, 2), MiniConfig(), workers=2)["summary"]
+    s = run_mini((0, 1, 2), MiniConfig())["summary"]
     mean = lambda c, m="medical": s[c][m]["mean"]
     hi = lambda c, m="medical": s[c][m]["ci"][1]
     assert mean("ft_only") < 0.35                                   # fine-tuning alone stays near chance (25%)
@@ -179,3 +202,5 @@ def test_mini_tier_effect_sizes():
     assert mean("replay", "general") > hi("ct", "general")          # replay prevents most of it
     assert mean("one_stage") > hi("ft_only") + 0.2                  # one-stage learns the domain ...
     assert mean("one_stage", "general") > mean("ct", "general")     # ... while keeping general knowledge
+    assert mean("one_stage") > hi("ct_ft")                          # HuatuoGPT-II: one stage beats CT then FT
+    assert mean("two_stage") > hi("stage2_only")                    # MMed-IFT: two-stage beats stage 2 alone

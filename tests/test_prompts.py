@@ -20,6 +20,13 @@ def test_required_templates_registered_and_unknown_fails():
         get_template("mcq_eng")
 
 
+def test_short_templates_are_the_standard_wording_without_the_instruction():
+    for lang in ("en", "zh"):
+        full, short = mcq_prompt(_q(language=lang), f"mcq_{lang}"), mcq_prompt(_q(language=lang), f"mcq_{lang}_short")
+        assert short == full[len(get_template(f"mcq_{lang}").instruction) + 2:]  # no instruction, no leading blank line
+        assert get_template(f"mcq_{lang}_short").fingerprint != get_template(f"mcq_{lang}").fingerprint
+
+
 def test_prompt_lists_options_in_order_and_ends_with_cue():
     p = mcq_prompt(_q())
     lines = p.splitlines()

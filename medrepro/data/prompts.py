@@ -4,7 +4,7 @@
 
 # %% ../../nbs/14a_data.prompts.ipynb #e429bbc0
 from __future__ import annotations
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 from ..core import MedreproError, Registry, params_hash
 from .records import MCQ, Pair, RecordError
@@ -53,6 +53,8 @@ _add(PromptTemplate(
     question_label="问题：", options_label="选项：", option_format="{letter}. {text}",
     answer_cue="答案：", delimiter="", explanation_label="解析：",
     conclusion="所以答案是{answer}。"))
+for _t in ("mcq_en", "mcq_zh"):  # the same wording without the instruction: MiniMed's exams, where every token costs CPU time
+    _add(replace(PROMPTS.get(_t), name=f"{_t}_short", instruction=""))
 _add(PromptTemplate(
     name="pubmedqa_en", language="en",
     instruction="Answer the biomedical research question using the abstract. Choose yes, no or maybe.",
@@ -138,7 +140,7 @@ def mcq_prompt(q: MCQ, template: str | PromptTemplate = "mcq_en", shots: Sequenc
                chat_tokenizer=None) -> str:  # chat_tokenizer: wrap the prompt in this tokenizer's chat template
     "The instruction, the solved `shots`, then `q` ending with the answer cue."
     t = get_template(template)
-    parts = [t.instruction] + [question_block(s, t) + mcq_target(s, "answer", t) for s in shots] + [question_block(q, t)]
+    parts = [t.instruction] * bool(t.instruction) + [question_block(s, t) + mcq_target(s, "answer", t) for s in shots] + [question_block(q, t)]
     text = "\n\n".join(parts)
     return apply_chat(text, chat_tokenizer) if chat_tokenizer is not None else text
 

@@ -346,7 +346,7 @@ class EvalResult:
         m = self.metrics
         return f"EvalResult(n={m.get('n')}, accuracy={m.get('accuracy', float('nan')):.4f} {m.get('accuracy_ci')}, unparsed={m.get('unparsed')}, protocol={self.protocol.get('mode')}/{self.protocol.get('scoring')})"
 
-MODES, SCORINGS, NORMS = ("loglik", "generate"), ("letter", "option_text"), ("chars", "tokens", "none")
+MODES, SCORINGS, NORMS = ("loglik", "generate", "reason_loglik"), ("letter", "option_text"), ("chars", "tokens", "none")
 GUESS_STEPS = ("levenshtein_tie",)  # steps that pick an option without evidence for it
 
 def _with_strict(m: dict, samples: Sequence[dict]) -> dict:
@@ -367,7 +367,12 @@ def _load(model_or_name, tokenizer, device: str | None = None, dtype: str | None
     if tokenizer is None: raise MedreproError("pass tokenizer= together with a model object")
     return model_or_name, tokenizer, getattr(model_or_name, "name_or_path", type(model_or_name).__name__)
 
-def _template_name(q: MCQ, template: str) -> str: return template_for_language(q.language) if template == "auto" else template
+def _template_name(q: MCQ, template: str | dict[str, str]) -> str:
+    "The template a question is asked in: the named one, its language's (auto), or its language's entry of a dict."
+    if isinstance(template, dict):
+        if q.language not in template: raise MedreproError(f"question {q.id!r}: no template for language {q.language!r}; given {sorted(template)}")
+        return template[q.language]
+    return template_for_language(q.language) if template == "auto" else template
 
 Shots = Sequence[MCQ] | Callable[[MCQ], Sequence[MCQ]]
 
@@ -400,10 +405,26 @@ def _loglik_samples(model, tok, questions, prompts, scoring, norm, template, cha
         out.append(_sample(q, p, text, {best["letter"]}, f"loglik_{scoring}", scores=cands))
     return out
 
+def _cue_of(q: MCQ, cue: str | dict[str, str]) -> str:
+    if isinstance(cue, str): return cue
+    if q.language not in cue: raise MedreproError(f"question {q.id!r}: no reasoning cue for language {q.language!r}; given {sorted(cue)}")
+    return cue[q.language]
+
+def _reason_samples(model, tok, questions, prompts, cue, stop, scoring, norm, template, chat, batch_size, max_new_tokens, sampling, seed) -> list[dict]:
+    "Reason first: the model's greedy chain up to `cue`, then each option scored by log-likelihood after chain + cue."
+    cues = [_cue_of(q, cue) for q in questions]
+    outs = generate_texts(model, tok, prompts, batch_size, max_new_tokens, sampling, list(stop or []), seed)  # kept whole: the cue is looked for below
+    contexts = []
+    for p, o, c in zip(prompts, outs, cues):
+        chain = o.split(c)[0].rstrip()  # a chain can stop at the token limit: the options then follow the cue all the same
+        contexts.append(p + chain + (" " if chain and c[:1].isascii() and c[:1].isalpha() else "") + c)
+    samples = _loglik_samples(model, tok, questions, contexts, scoring, norm, template, chat, batch_size)
+    return [{**s, "prompt": p, "chain": o, "reached_cue": c in o} for s, p, o, c in zip(samples, prompts, outs, cues)]
+
 def evaluate(model_or_name, questions: Sequence[MCQ], *, tokenizer=None,
              mode: str = "loglik",              # loglik | generate
              scoring: str = "letter",           # loglik: letter | option_text
-             template: str = "mcq_en",          # a PROMPTS name, or "auto" for each question's language
+             template: str | dict = "mcq_en",   # a PROMPTS name, "auto" (each question's language), or language -> name
              shots: Shots = (),                 # solved examples before each question: a list, or q -> list (per subject)
              batch_size: int = 8,
              extractor: str = "guo2023",        # generate: an EXTRACTORS name
@@ -412,17 +433,19 @@ def evaluate(model_or_name, questions: Sequence[MCQ], *, tokenizer=None,
              stop: Sequence[str] | None = None, # generate: cut outputs here (None = the template's next question)
              chat: bool = False,                # wrap prompts in the tokenizer's chat template
              norm: str = "chars",               # option_text: length normalisation chars | tokens | none
+             cue: str | dict[str, str] | None = None,  # reason_loglik: the words that end the chain ("So the answer is"), or language -> words
              metrics: Sequence[str] = ("accuracy", "f1_weighted", "f1_per_letter_macro"),
              breakdowns: Sequence[str] = DEFAULT_BREAKDOWNS,
              n_boot: int = 1000, seed: int = 0,
              device: str | None = None,         # for a model given by name: default cuda when available
              dtype: str | None = None) -> EvalResult:  # for a model given by name: e.g. "bfloat16" (default full precision)
-    "Evaluate a causal LM on multiple-choice questions by log-likelihood or generation + extraction."
+    "Evaluate a causal LM on multiple-choice questions: log-likelihood, generation + extraction, or its own reasoning then log-likelihood."
     if mode not in MODES: raise MedreproError(f"mode must be one of {MODES}, not {mode!r}")
     if scoring not in SCORINGS: raise MedreproError(f"scoring must be one of {SCORINGS}, not {scoring!r}")
     if norm not in NORMS: raise MedreproError(f"norm must be one of {NORMS}, not {norm!r}")
     if mode == "generate": EXTRACTORS.get(extractor)
-    if template != "auto": get_template(template)
+    if mode == "reason_loglik" and not cue: raise MedreproError("mode reason_loglik needs cue=, the words after which the options are scored")
+    for t in (template.values() if isinstance(template, dict) else [] if template == "auto" else [template]): get_template(t)
     shot_lists = {q.id: list(_shots_for(q, shots)) for q in questions}
     for q in list(questions) + [s for ss in shot_lists.values() for s in ss]:
         try: q.validate()
@@ -433,6 +456,8 @@ def evaluate(model_or_name, questions: Sequence[MCQ], *, tokenizer=None,
     t0 = time.perf_counter()
     if mode == "loglik":
         samples = _loglik_samples(model, tok, questions, prompts, scoring, norm, template, chat, batch_size)
+    elif mode == "reason_loglik":
+        samples = _reason_samples(model, tok, questions, prompts, cue, stop, scoring, norm, template, chat, batch_size, max_new_tokens, sampling, seed)
     else:
         labels = {get_template(_template_name(q, template)).question_label.strip() for q in questions}
         stop = list(stop) if stop is not None else [f"\n{l}" for l in sorted(labels)]
@@ -442,13 +467,14 @@ def evaluate(model_or_name, questions: Sequence[MCQ], *, tokenizer=None,
     if any(shot_lists.values()):
         for smp, q in zip(samples, questions): smp["shot_ids"] = [x.id for x in shot_lists[q.id]]
     names = sorted({_template_name(q, template) for q in questions})
-    protocol = {"mode": mode, "scoring": scoring if mode == "loglik" else None, "norm": norm if mode == "loglik" and scoring == "option_text" else None,
+    ll, gen = mode in ("loglik", "reason_loglik"), mode in ("generate", "reason_loglik")
+    protocol = {"mode": mode, "scoring": scoring if ll else None, "norm": norm if ll and scoring == "option_text" else None,
                 "extractor": extractor if mode == "generate" else None, "template": template,
                 "templates": {n: {"version": get_template(n).version, "fingerprint": get_template(n).fingerprint} for n in names},
                 "chat_template": chat, "shots": max((len(v) for v in shot_lists.values()), default=0),
                 "shot_ids": sorted({s.id for v in shot_lists.values() for s in v}),
-                "max_new_tokens": max_new_tokens if mode == "generate" else None,
-                "sampling": (sampling or "greedy") if mode == "generate" else None, "stop": stop if mode == "generate" else None,
+                "max_new_tokens": max_new_tokens if gen else None, "cue": cue if mode == "reason_loglik" else None,
+                "sampling": (sampling or "greedy") if gen else None, "stop": stop if gen else None,
                 "batch_size": batch_size, "model": name, "device": str(model.device), "dtype": str(model.dtype).replace("torch.", ""),
                 "seconds": round(seconds, 3),
                 "questions_per_s": round(len(questions) / seconds, 3) if seconds > 0 else None}
