@@ -363,13 +363,13 @@ def summarize(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
             out[c][k] = {"mean": round(m, 4), "ci": [round(lo, 4), round(hi, 4)], "values": [round(x[k], 4) for x in rows]}
     return out
 
-# Seconds per step at one thread (v4, bench/results/minimed.json): the scheduler starts long chains first.
-_COST = {"base": 85, "ct": 40, "replay": 70, "one_stage": 75, "one_stage_beta0": 75, "two_stage": 40, "ct_ft_mixed": 40}
+# Rough seconds per step at one thread (v5 probes): the scheduler starts the longest chains first.
+_COST = {"base": 70, "ct": 40, "replay": 70, "one_stage": 85, "one_stage_beta0": 85, "two_stage": 45, "ct_ft_mixed": 30}
 
 def _rank(step: str, steps: Sequence[str]) -> float:
     "A step's cost plus its longest chain of dependants (the critical-path priority of list scheduling)."
     kids = [s for s in steps if step_parent(s) == step]
-    return _COST.get(step, 15) + max((_rank(k, steps) for k in kids), default=0)
+    return _COST.get(step, 10) + max((_rank(k, steps) for k in kids), default=0)
 
 def _worker_init(threads: int) -> None:
     import torch
@@ -404,7 +404,8 @@ def run_mini(seeds: Sequence[int] = (0, 1, 2), config: MiniConfig = MiniConfig()
     "Every condition for every seed (cached per step), summarised: {'config', 'seeds', 'per_seed', 'summary', 'seconds'}."
     import os
     t0 = time.perf_counter()
-    workers = workers or max(1, min(os.cpu_count() or 1, len(seeds) * len(mini_steps(config))))
+    missing = [(s, st) for s in seeds for st in mini_steps(config) if not (run_root(s, config, root) / "scores" / f"{st}.json").exists()]
+    workers = min(workers or os.cpu_count() or 1, max(1, len(missing)))  # all cached: read them here, spawn nothing
     with _locked(run_root(seeds[0], config, root).parent):
         if workers > 1: per = _pool(seeds, config, root, workers, threads, log)
         else:
