@@ -266,6 +266,11 @@ def test_eval_run_cli_on_a_data_file(fixtures, tmp_path, capsys):
     assert "mcq_zh" in m["protocol"]["templates"] and m["benchmark"]["format"] == "cmexam"
     assert len((tmp_path / "samples.jsonl").read_text().splitlines()) == 5
 
+    rc, _ = _main(capsys, "eval", "run", "--model", "tiny", "--format", "cmexam", "--data", str(fixtures / "eval" / "cmexam_mini.csv"),
+                  "--limit", "3", "--mode", "reason_loglik", "--cue", "故答案为", "--scoring", "option_text", "--max-new-tokens", "6",
+                  "--n-boot", "0", "--out", str(tmp_path / "reason"))
+    p = json.loads((tmp_path / "reason" / "metrics.json").read_text())["protocol"]
+    assert rc == 0 and p["mode"] == "reason_loglik" and p["cue"] == "故答案为" and p["max_new_tokens"] == 6
 
 # ---------- registered benchmarks (bundled smoke fixtures) ----------
 

@@ -422,7 +422,7 @@ def _reason_samples(model, tok, questions, prompts, cue, stop, scoring, norm, te
     return [{**s, "prompt": p, "chain": o, "reached_cue": c in o} for s, p, o, c in zip(samples, prompts, outs, cues)]
 
 def evaluate(model_or_name, questions: Sequence[MCQ], *, tokenizer=None,
-             mode: str = "loglik",              # loglik | generate
+             mode: str = "loglik",              # loglik | generate | reason_loglik
              scoring: str = "letter",           # loglik: letter | option_text
              template: str | dict = "mcq_en",   # a PROMPTS name, "auto" (each question's language), or language -> name
              shots: Shots = (),                 # solved examples before each question: a list, or q -> list (per subject)
@@ -430,7 +430,7 @@ def evaluate(model_or_name, questions: Sequence[MCQ], *, tokenizer=None,
              extractor: str = "guo2023",        # generate: an EXTRACTORS name
              max_new_tokens: int = 256,         # generate: Guo & Hua's limit
              sampling: dict | None = None,      # generate: None = greedy
-             stop: Sequence[str] | None = None, # generate: cut outputs here (None = the template's next question)
+             stop: Sequence[str] | None = None, # generate: cut outputs here (None = the template's next question); reason_loglik: cut chains
              chat: bool = False,                # wrap prompts in the tokenizer's chat template
              norm: str = "chars",               # option_text: length normalisation chars | tokens | none
              cue: str | dict[str, str] | None = None,  # reason_loglik: the words that end the chain ("So the answer is"), or language -> words
@@ -593,6 +593,7 @@ def eval_run_cmd(argv: list[str]) -> int:
     p.add_argument("--norm", choices=NORMS, default="chars", help="option_text length normalisation")
     p.add_argument("--template", help="prompt template (default: the spec's, else each question's language)")
     p.add_argument("--extractor", help="answer extractor for generate mode (default: the spec's, else guo2023)")
+    p.add_argument("--cue", help="reason_loglik: the words ending the model's chain, after which the options are scored")
     p.add_argument("--shots", type=int, help="k solved examples per question (default: the spec's n_shots, else 0)")
     p.add_argument("--shots-data", help="few-shot pool file (default: the spec's few-shot source)")
     p.add_argument("--limit", type=int, help="first N questions only")
@@ -611,7 +612,7 @@ def eval_run_cmd(argv: list[str]) -> int:
     kw = dict(scoring=a.scoring, norm=a.norm, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, chat=a.chat,
               sampling={"temperature": a.temperature, "top_p": a.top_p} if a.temperature else None, n_boot=a.n_boot, seed=a.seed,
               device=a.device, dtype=a.dtype,
-              **{k: v for k, v in (("template", a.template), ("extractor", a.extractor)) if v})
+              **{k: v for k, v in (("template", a.template), ("extractor", a.extractor), ("cue", a.cue)) if v})
     if a.benchmark:
         r = evaluate_benchmark(a.model, a.benchmark, path=a.data, limit=a.limit, data_dir=a.data_dir, mode=a.mode or "generate",
                                shots=a.shots, shots_path=a.shots_data, **kw)
