@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     out = {
         "benchmark": "minimed mini tier: all conditions, shared steps computed once per seed",
         "seeds": seeds, "seconds_total": round(total, 1),
-        "machine": {"cpus": os.cpu_count(), "threads": a.threads, "workers": a.workers, "python": platform.python_version(), "torch": torch.__version__,
+        "machine": {"cpus": os.cpu_count(), "threads": a.threads, "workers": a.workers or os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
                     "loadavg_before": [round(x, 2) for x in load0], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
                     "note": a.note},
         "conditions": s,  # per condition and metric: mean, 95% interval and the per-seed values (paired verdicts need them)
