@@ -448,11 +448,15 @@ MINI_TABLES = {
         (("CT + CMExam", "ct_ft"), ("CT + CMExam + English exams", "ct_ft_mixed")),
         (("held-out acc", "medical"), ("general", "general")),
         "adding English exam data does not help the Chinese exam (paper: it hurt)", "ct_ft", "ct_ft_mixed"),
+    "forgetting": MiniTable(
+        (("base", "base"), ("after CT", "ct"), ("after CT + fine-tuning", "ct_ft")),
+        (("general acc", "general"), ("MMLU-like (en)", "general_en"), ("CMMLU-like (zh)", "general_zh")),
+        "continual training on medicine forgets general knowledge", "base", "ct", "general"),
     "forgetting_replay": MiniTable(
         (("base", "base"), ("after CT", "ct"), ("after CT + fine-tuning", "ct_ft"), ("CT with 25% replay", "replay"),
          ("replay + fine-tuning", "replay_ft")),
         (("general acc", "general"), ("held-out acc", "medical")),
-        "continual training forgets general knowledge; replay prevents most of it", "replay", "ct", "general"),
+        "replaying general text during continual training prevents most of the forgetting", "replay", "ct", "general"),
     "huatuo2_one_stage": MiniTable(
         (("two-stage (CT then fine-tuning)", "ct_ft"), ("one-stage, priority beta=1", "one_stage"),
          ("one-stage, uniform beta=0", "one_stage_beta0")),
