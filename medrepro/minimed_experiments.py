@@ -96,6 +96,7 @@ class MiniData:
     train_questions: list[MCQ]        # exam questions on train diseases (fine-tuning)
     test_questions: list[MCQ]         # exam questions on held-out diseases (the domain score)
     general_test: list[MCQ]           # questions on test cities, both languages (the forgetting score)
+    general_seen: list[MCQ]           # questions on train cities: solved in base pre-training, so the base model knows them
 
 def init_model(seed: int, config: MiniConfig = MiniConfig()) -> Path:
     "The randomly initialised model of `config`'s size for the world of `seed`, with the world's tokenizer (cached)."
@@ -121,7 +122,8 @@ def mini_data(seed: int, config: MiniConfig = MiniConfig()) -> MiniData:
     enc = encyclopedia(w, [lang])
     return MiniData(w, init_model(seed, config), gdocs, enc, unified_pairs(w, enc, config.domain_priority),
                     medical_questions(w, lang, "train"), medical_questions(w, lang, "test"),
-                    general_questions(w, "zh", "test") + general_questions(w, "en", "test"))
+                    general_questions(w, "zh", "test") + general_questions(w, "en", "test"),
+                    general_questions(w, "zh", "train") + general_questions(w, "en", "train"))
 
 # %% ../nbs/71_minimed.experiments.ipynb #538a112b
 def _common(config: MiniConfig, seed: int) -> dict:
@@ -227,10 +229,12 @@ def score_model(model_dir: Path, data: MiniData, batch_size: int = 64, reasoning
     from medrepro.models import load_causal_lm, load_tokenizer
     model, tok = load_causal_lm(str(model_dir)).eval(), load_tokenizer(model_dir)  # loaded once for both question sets
     med = evaluate(model, data.test_questions, tokenizer=tok, batch_size=batch_size, **(REASONING if reasoning else SCORING)).samples
-    gen = evaluate(model, data.general_test, tokenizer=tok, batch_size=batch_size, **SCORING)
-    out = {"medical": sum(x["correct"] for x in med) / len(med), "general": gen.metrics["accuracy"]}
+    gen = evaluate(model, data.general_test + data.general_seen, tokenizer=tok, batch_size=batch_size, **SCORING).samples
+    test, seen = [x for x in gen if x["meta"]["split"] == "test"], [x for x in gen if x["meta"]["split"] == "train"]
+    out = {"medical": sum(x["correct"] for x in med) / len(med), "general": sum(x["correct"] for x in test) / len(test)}
+    if seen: out["general_seen"] = sum(x["correct"] for x in seen) / len(seen)
     for lang in ("zh", "en"):
-        s = [x["correct"] for x in gen.samples if x["language"] == lang]
+        s = [x["correct"] for x in test if x["language"] == lang]
         if s: out[f"general_{lang}"] = sum(s) / len(s)
     for h in (1, 2, 3):
         s = [x["correct"] for x in med if x["meta"].get("hops") == h]
@@ -457,6 +461,15 @@ MINI_TABLES = {
          ("replay + fine-tuning", "replay_ft")),
         (("general acc", "general"), ("held-out acc", "medical")),
         "replaying general text during continual training prevents most of the forgetting", "replay", "ct", "general"),
+    "forgetting_seen": MiniTable(
+        (("base", "base"), ("after CT", "ct"), ("after CT + fine-tuning", "ct_ft")),
+        (("general acc, seen cities", "general_seen"), ("general acc, unseen cities", "general")),
+        "continual training forgets general knowledge the base model had (questions it solved in pre-training)",
+        "base", "ct", "general_seen"),
+    "forgetting_replay_seen": MiniTable(
+        (("after CT", "ct"), ("CT with 25% replay", "replay"), ("replay + fine-tuning", "replay_ft")),
+        (("general acc, seen cities", "general_seen"), ("general acc, unseen cities", "general")),
+        "replay prevents most of the forgetting of what the base model knew", "replay", "ct", "general_seen"),
     "huatuo2_one_stage": MiniTable(
         (("two-stage (CT then fine-tuning)", "ct_ft"), ("one-stage, priority beta=1", "one_stage"),
          ("one-stage, uniform beta=0", "one_stage_beta0")),

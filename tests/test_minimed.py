@@ -201,6 +201,7 @@ def test_mini_tier_effect_sizes():
         "Table 3: rising over checkpoints": mean("ct_ft") > mean("ct_ckpt1_ft"),
         "forgetting after CT": mean("ct", "general") < mean("base", "general") - 0.2,
         "replay prevents most of it": mean("replay", "general") > hi("ct", "general"),
+        "... on what the base model knew (seen cities)": mean("replay", "general_seen") > hi("ct", "general_seen"),
         "one-stage learns the domain": mean("one_stage") > hi("ft_only") + 0.2,
         "... while keeping general knowledge": mean("one_stage", "general") > mean("ct", "general"),
         "HuatuoGPT-II: one stage beats CT then FT": mean("one_stage") > hi("ct_ft"),
