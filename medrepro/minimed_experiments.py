@@ -247,7 +247,8 @@ def chain_checks(samples: Sequence[dict], questions: Sequence[MCQ]) -> dict[str,
     qs = {q.id: q for q in questions}
     step1 = ans = 0
     for s in samples:
-        q, chain = qs[s["id"]], s["chain"].split(_CUE[qs[s["id"]].language])[0].strip()
+        q = qs[s["id"]]
+        chain = s["chain"].split(_CUE[q.language])[0].strip()
         first = re.split(r"(?<=[。.])\s*", q.explanation.strip(), maxsplit=1)[0]  # MiniMed explanations: one fact a sentence
         step1 += chain.startswith(first)
         ans += q.options[q.answer_str] in chain
@@ -272,11 +273,13 @@ def mini_steps(config: MiniConfig) -> list[str]:
         for s in _NEEDS[c]:
             names = [f"ct_ckpt{k}_ft" for k in range(1, config.ct_checkpoints)] if s == "ct_ckpts" else [s]
             out += [n for n in names if n not in out]
-    return sorted(out, key=lambda s: (s != "base", s not in ("ct", "replay", "two_stage")))  # stable: parents first
+    return sorted(out, key=_depth)  # stable: every parent (fewer ancestors) before its children
 
 def step_parent(step: str) -> str | None:
     "The step whose model `step` starts from (None for the base model)."
     return None if step == "base" else _AFTER.get(step, "ct")
+
+def _depth(step: str) -> int: return 0 if step == "base" else 1 + _depth(step_parent(step))
 
 def _trainers(data: MiniData, seed: int, config: MiniConfig, r: Path) -> dict[str, Callable[[], tuple[Path, dict]]]:
     "step -> a call that trains it (or finds it trained) and returns (model folder, extra numbers to record)."
