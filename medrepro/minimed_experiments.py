@@ -25,26 +25,29 @@ __all__ = ['TEMPLATES', 'SCORING', 'REASONING', 'MINI_TABLES', 'MiniConfig', 'te
 @dataclass(frozen=True)
 class MiniConfig:
     "Every setting of a MiniMed experiment run (defaults: the `mini` tier)."
-    world: WorldConfig = WorldConfig(n_diseases=40, n_cities=40, n_countries=6, n_rivers=8)  # half the pilot's world: fits 2 cores
+    world: WorldConfig = WorldConfig(n_diseases=40, n_cities=32, n_countries=6, n_rivers=8)  # 24 train / 16 test diseases
+    # (32 diseases, 20 train: fine-tuning learnt to answer held-out 1-hop questions in 1 seed of 3)
     hidden: int = 96                  # model width: 0.76M parameters with 4 layers (128 wide: 1.2M, ~15% more seconds)
     layers: int = 4
     seq_len: int = 128                # packed row length: documents are 5-70 tokens; 256 cost 14% more for the same tokens
-    batch_size: int = 4               # rows per step (512 tokens): small batches = many updates, which memorising facts needs
-    base_epochs: int = 64             # general pre-training passes: 40 -> general 44%, 80 -> 68% (seed 0, v4); 64 to fit 15 min
+    batch_size: int = 4               # rows per step (512 tokens) of the base, one-stage and two-stage runs
+    adapt_batch_size: int = 2         # rows per step of continual training, replay and fine-tuning: as many updates as 4 rows
+                                      # at half the epochs, in ~55% of the time (v5 seed 0: CT+FT 49% vs 52%)
+    base_epochs: int = 56             # general pre-training passes (v5: 64 over 40 cities); 2 rows x 32 left general at 56%
     base_lr: float = 3e-3
-    ct_epochs: int = 40               # encyclopedia passes: 16 (~120 steps) left it unmemorised, 48 (~720) memorised it
+    ct_epochs: int = 20               # encyclopedia passes at 2 rows: v5's 40 at 4 rows was flat after its first half
     ct_lr: float = 3e-3
     ct_checkpoints: int = 4           # evenly spaced checkpoints (the last is the end of CT)
     replay_fraction: float = 0.25     # share of general documents in the replay run
-    ft_epochs: int = 8                # 5 (140 steps) left ct_ft at 71% on its OWN training questions, 12 at 93-99%
+    ft_epochs: int = 6                # at 2 rows (v5: 8 at 4 rows); 4 left ct_ft's loss at 1.2 in a 32-disease probe
     ft_lr: float = 5e-4               # pilot: fine-tuning lr above 5e-4 destroyed what CT taught
-    one_stage_domain_epochs: int = 16 # passes over the unified pairs in the one priority order (v3: 4 -> chance; 10 -> 38% on seed 0, 16 -> 75%)
-    one_stage_sft_epochs: int = 8     # exam pairs repeated as often as ct_ft fine-tunes (ft_epochs): same exam exposure
+    one_stage_domain_epochs: int = 16 # passes over the unified pairs in the one priority order (v3: 4 -> chance; 12: 44% in a 32-disease probe)
+    one_stage_sft_epochs: int = 8     # exam pair repeats; the one-stage run keeps 4 rows a step
     one_stage_general_fraction: float = 0.25  # general text in the one-stage mix (HuatuoGPT-II mixes general corpora)
     one_stage_lr: float = 3e-3        # the CT rate: the cosine tail is what the exam pairs at the end train under
     domain_priority: float = 3.0      # domain (and general) : fine-tuning; v3's 10 (pilot) left the exam pairs to the last 7%, at lr ~0
     adapter_lr: float = 3e-3          # two-stage (DoRA / QLoRA) learning rate; adapters need more than full FT
-    adapter_epochs: int = 5           # 2 (40 QLoRA steps) ended at loss 7.3; 5 (100 steps, as full FT) at 1.4-1.7
+    adapter_epochs: int = 5           # 2 (40 QLoRA steps) ended at loss 7.3; 5 (100 steps) at 1.4-1.7
     language: str = "zh"              # exam and encyclopedia language (CMExam is Chinese)
     conditions: tuple = ("ft_only", "ct_ft", "ct_curve", "replay_ft", "one_stage", "one_stage_beta0", "ct_ft_explanation",
                          "ct_ft_reasoning", "ft_only_explanation", "two_stage", "stage2_only", "ct_ft_mixed")
@@ -126,9 +129,9 @@ def mini_data(seed: int, config: MiniConfig = MiniConfig()) -> MiniData:
                     general_questions(w, "zh", "train") + general_questions(w, "en", "train"))
 
 # %% ../nbs/71_minimed.experiments.ipynb #538a112b
-def _common(config: MiniConfig, seed: int) -> dict:
-    return dict(seq_len=config.seq_len, batch_size=config.batch_size, seed=seed, report_to="none", logging_steps=5,
-                use_cpu=True, weight_decay=0.0, lr_scheduler="cosine")
+def _common(config: MiniConfig, seed: int, batch_size: int | None = None) -> dict:
+    return dict(seq_len=config.seq_len, batch_size=batch_size or config.batch_size, seed=seed, report_to="none",
+                logging_steps=5, use_cpu=True, weight_decay=0.0, lr_scheduler="cosine")
 
 def _done(out: Path) -> Path | None:
     "The model folder of a finished run in `out` (None when it has not run)."
@@ -142,12 +145,12 @@ def run_root(seed: int, config: MiniConfig, root: str | Path | None = None) -> P
     base = Path(root) if root else home_dir("minimed", "runs", params_hash(cfg)[:10])
     return base / f"seed{seed}"
 
-def _steps(docs: Sequence[Document], tokenizer_dir: Path, config: MiniConfig, epochs: int) -> int:
+def _steps(docs: Sequence[Document], tokenizer_dir: Path, config: MiniConfig, epochs: int, batch_size: int) -> int:
     "Optimizer steps of a packed pre-training run (to place its checkpoints)."
     from medrepro.models import load_tokenizer
     tok = load_tokenizer(tokenizer_dir)
     n = sum(len(tok(d.text)["input_ids"]) + 1 for d in docs) * epochs  # +1: the EOS after each document
-    return math.ceil(math.ceil(n / config.seq_len) / config.batch_size)
+    return math.ceil(math.ceil(n / config.seq_len) / batch_size)
 
 # %% ../nbs/71_minimed.experiments.ipynb #3786fb63
 def train_base(data: MiniData, seed: int, config: MiniConfig, root: Path) -> Path:
@@ -161,16 +164,17 @@ def train_base(data: MiniData, seed: int, config: MiniConfig, root: Path) -> Pat
 def train_ct(data: MiniData, base: Path, seed: int, config: MiniConfig, root: Path, replay: bool = False) -> list[Path]:
     "Continual training on the encyclopedia (optionally with replayed general text); its checkpoints, last = the end."
     from medrepro.train import train_pretrain
-    docs = list(data.encyclopedia)
-    if replay:  # general documents making up `replay_fraction` of every pass
-        n = round(config.replay_fraction / (1 - config.replay_fraction) * len(docs))
-        docs += random.Random(seed).choices(data.general_docs, k=n)
     out = root / ("replay" if replay else "ct")
-    steps = _steps(docs, base, config, config.ct_epochs)
-    saves = sorted({max(1, round(steps * k / config.ct_checkpoints)) for k in range(1, config.ct_checkpoints)})
+    if replay:  # the library's replay sampler: every pass adds general documents making up `replay_fraction` of it,
+        # cycling through the whole general corpus across passes (a fixed random subset would leave some cities unreplayed)
+        docs, kw = list(data.encyclopedia) + list(data.general_docs), dict(
+            sampler="replay", sampler_args={"general": "general", "replay_fraction": config.replay_fraction})
+    else:  # Table 3's checkpoints, evenly spaced
+        docs, steps = list(data.encyclopedia), _steps(data.encyclopedia, base, config, config.ct_epochs, config.adapt_batch_size)
+        kw = dict(save_steps=sorted({max(1, round(steps * k / config.ct_checkpoints)) for k in range(1, config.ct_checkpoints)}))
     if not (final := _done(out)):
         final = train_pretrain(docs, model=str(base), output_dir=str(out), lr=config.ct_lr, epochs=config.ct_epochs,
-                               warmup_ratio=0.05, save_steps=saves, **_common(config, seed)).model_dir
+                               warmup_ratio=0.05, **kw, **_common(config, seed, config.adapt_batch_size)).model_dir
     cks = sorted((p for p in out.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()), key=lambda p: int(p.name.split("-")[-1]))
     return cks + [final]
 
@@ -180,7 +184,7 @@ def finetune(questions: Sequence[MCQ], model: Path, out: Path, seed: int, config
     if (p := _done(out)): return p
     pairs = [text_target_pair(q, style) for q in questions]
     return train_sft(pairs, model=str(model), output_dir=str(out), method="full", optim="adamw_torch", lr=config.ft_lr,
-                     epochs=config.ft_epochs, packing=True, warmup_ratio=0.05, **_common(config, seed)).model_dir
+                     epochs=config.ft_epochs, packing=True, warmup_ratio=0.05, **_common(config, seed, config.adapt_batch_size)).model_dir
 
 def one_stage_records(data: MiniData, seed: int, config: MiniConfig) -> tuple[list, dict[str, float]]:
     "The one-stage mix and its source priorities: unified pairs, general text (as HuatuoGPT-II mixes general corpora), exam pairs."
@@ -370,8 +374,8 @@ def summarize(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
             out[c][k] = {"mean": round(m, 4), "ci": [round(lo, 4), round(hi, 4)], "values": [round(x[k], 4) for x in rows]}
     return out
 
-# Rough seconds per step at one thread (v5 probes): the scheduler starts the longest chains first.
-_COST = {"base": 70, "ct": 40, "replay": 70, "one_stage": 85, "one_stage_beta0": 85, "two_stage": 45, "ct_ft_mixed": 30}
+# Rough seconds per step at one thread (v6 benchmark): the scheduler starts the longest chains first.
+_COST = {"base": 80, "ct": 40, "replay": 75, "one_stage": 145, "one_stage_beta0": 145, "two_stage": 85, "ct_ft_mixed": 30}
 
 def _rank(step: str, steps: Sequence[str]) -> float:
     "A step's cost plus its longest chain of dependants (the critical-path priority of list scheduling)."

@@ -183,23 +183,28 @@ class StagedSampler(OrderSampler):
 
 @SAMPLERS.register("replay")
 class ReplaySampler(OrderSampler):
-    "All domain examples plus general ones making up `replay_fraction` of the run, shuffled together."
+    "Per epoch: all domain examples plus general ones making up `replay_fraction` of it, shuffled together."
     kind = "replay"
-    def __init__(self, sources, general: Sequence[str] | str = ("general",), replay_fraction: float = 0.25, **kw):
+    def __init__(self, sources, general: Sequence[str] | str = ("general",), replay_fraction: float = 0.25,
+                 epochs: int = 1, **kw):  # epochs: passes over the domain examples
         super().__init__(sources, **kw)
         self.general = {general} if isinstance(general, str) else set(general)
         if not 0 <= replay_fraction < 1: raise MedreproError(f"replay_fraction {replay_fraction} must be in [0, 1)")
         if not any(s in self.general for s in self.sources) and replay_fraction > 0:
             raise MedreproError(f"replay needs general examples (sources {sorted(self.general)}); none given")
-        self.replay_fraction = replay_fraction
+        if epochs < 1: raise MedreproError(f"epochs must be >= 1, got {epochs}")
+        self.replay_fraction, self.epochs = replay_fraction, epochs
 
     def _draw(self, rng):
         dom = [i for i, s in enumerate(self.sources) if s not in self.general]
         gen = [i for i, s in enumerate(self.sources) if s in self.general]
         n_gen = round(self.replay_fraction / (1 - self.replay_fraction) * len(dom))
-        cyc = _Cycler(gen, rng) if gen else None
-        allidx = dom + [cyc.next() for _ in range(n_gen)]
-        return [allidx[j] for j in rng.permutation(len(allidx))]
+        cyc = _Cycler(gen, rng) if gen else None  # one cycle for the whole run: each epoch replays examples the last did not
+        out = []
+        for _ in range(self.epochs):
+            ep = dom + [cyc.next() for _ in range(n_gen)]
+            out += [ep[j] for j in rng.permutation(len(ep))]
+        return out
 
 # %% ../nbs/20_samplers.ipynb #983ec378
 def build_sampler(name: str, sources: Sequence[str], **kw) -> OrderSampler:

@@ -8,7 +8,8 @@ import csv, math, os, time
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Sequence
-from .core import MedreproError, Registry, home_dir, load_json, params_hash, save_json, write_run_metadata
+from .core import (MedreproError, Registry, home_dir, load_json, params_hash, save_json, seed_everything,
+                           write_run_metadata)
 from .data.format import Packed, collate, encode_records, pack
 from .data.records import MCQ, Document, Pair
 from .models import PEFT_METHODS, is_quantized, load_for_training, load_tokenizer, merge_adapter
@@ -16,8 +17,9 @@ from .samplers import HUATUO_PRIORITIES, OrderSampler, PrioritySampler, Sequenti
 
 # %% auto #0
 __all__ = ['CONFIGS', 'TRAINERS', 'TrainConfig', 'PretrainConfig', 'SFTConfig', 'FullFinetuneConfig', 'OneStageConfig',
-           'TwoStageConfig', 'config_help', 'make_config', 'check_config', 'TrainResult', 'weights_hash',
-           'train_pretrain', 'train_sft', 'train_full', 'train_one_stage', 'train_two_stage', 'toy_records']
+           'TwoStageConfig', 'config_help', 'make_config', 'check_config', 'TrainResult', 'sparse_causal_lm_loss',
+           'weights_hash', 'train_pretrain', 'train_sft', 'train_full', 'train_one_stage', 'train_two_stage',
+           'toy_records']
 
 # %% ../nbs/31_train.ipynb #54a1b915
 def _f(default, help: str):
@@ -62,6 +64,8 @@ class TrainConfig:
     record_data: bool = _f(False, "write the items each rank trained on (data_rank<R>.txt) and its weights' hash")
     report_to: str = _f("auto", "auto (TensorBoard when installed), tensorboard, or none")
     shares_every: int = _f(1, "source-share log: one row per this many optimizer steps")
+    sparse_logits: bool = _f(True, "apply the LM head only at positions with a label (SFT prompts have none): the same loss "
+                                   "in less time and memory; false = the model's own loss over every position")
 
 @dataclass
 class PretrainConfig(TrainConfig):
@@ -240,11 +244,36 @@ def _items(encoded: list[dict], order: Sequence[int], c: TrainConfig, pad_id: in
 def _trainer_cls():
     from transformers import Trainer
     class _MedreproTrainer(Trainer):
-        "A Trainer whose sampler serves a precomputed global order without reshuffling."
+        "A Trainer whose sampler serves a precomputed global order without reshuffling, and (optionally) sparse logits."
         medrepro_sampler: OrderSampler | None = None
+        medrepro_sparse: bool = False
         def _get_train_sampler(self, train_dataset=None):
             return self.medrepro_sampler if self.medrepro_sampler is not None else super()._get_train_sampler(train_dataset)
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if return_outputs or not (self.medrepro_sparse and self.model_accepts_loss_kwargs and "labels" in inputs
+                                      and _takes_logits_to_keep(self.accelerator.unwrap_model(model))):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss = sparse_causal_lm_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:  # as Trainer scales a model's loss
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size() if self.args.n_gpu <= 1 else self.args.n_gpu)
+            return loss
     return _MedreproTrainer
+
+def _takes_logits_to_keep(model) -> bool:
+    "Whether the (adapter-unwrapped) causal LM can compute logits at chosen positions only."
+    import inspect
+    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(m.forward).parameters
+
+def sparse_causal_lm_loss(model, inputs: dict, num_items_in_batch=None):
+    "The causal-LM loss of `inputs` with the LM head applied only where some row has a label (equal to the model's own loss)."
+    import torch.nn.functional as F
+    target = F.pad(inputs["labels"], (0, 1), value=-100)[:, 1:]  # position t predicts token t+1, as the model's loss shifts
+    keep = (target != -100).any(0).nonzero().squeeze(1)  # positions of the row dimension some row needs
+    logits = model(**{k: v for k, v in inputs.items() if k != "labels"}, logits_to_keep=keep).logits.float()
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target[:, keep].reshape(-1), ignore_index=-100,
+                           reduction="mean" if num_items_in_batch is None else "sum")
+    return loss if num_items_in_batch is None else loss / num_items_in_batch
 
 class _Data:
     "Map-style dataset over items."
@@ -370,6 +399,7 @@ def _run(kind: str, c: TrainConfig, items: list[_Item], tok, out: Path, packed: 
     # LoRA/DoRA on a GPU in bf16: the frozen base is stored in bf16 (peft keeps adapters in fp32); full fine-tuning
     # keeps fp32 master weights and trains under bf16/fp16 autocast
     base_dtype = "bfloat16" if c.method in ("lora", "dora") and c.dtype == "bf16" and _cuda(c) else None
+    seed_everything(c.seed)  # adapters start random: the config's seed decides them, not whatever ran before in this process
     model = load_for_training(model_name or c.model, c.method, r=c.lora_r, alpha=c.lora_alpha, dropout=c.lora_dropout,
                               target_modules=c.target_modules, compute_dtype=c.compute_dtype, dtype=base_dtype,
                               gradient_checkpointing=c.gradient_checkpointing, trust_remote_code=c.trust_remote_code)
@@ -377,7 +407,7 @@ def _run(kind: str, c: TrainConfig, items: list[_Item], tok, out: Path, packed: 
     collator = _Collator(items, tok.pad_token_id)
     trainer = _trainer_cls()(model=model, args=args, train_dataset=_Data(items), data_collator=collator,
                              processing_class=tok, callbacks=_callbacks(c, out, sampler, args.process_index == 0, data_fp))
-    trainer.medrepro_sampler = sampler
+    trainer.medrepro_sampler, trainer.medrepro_sparse = sampler, c.sparse_logits
     from transformers.trainer_callback import PrinterCallback
     trainer.remove_callback(PrinterCallback)  # the CSV log and TensorBoard keep the numbers; stdout stays readable
     t0, c0 = time.perf_counter(), time.process_time()
@@ -465,7 +495,10 @@ def train_pretrain(documents: Sequence[Document | Pair], config: PretrainConfig 
 
 def _order(c: TrainConfig, srcs: list[str], records) -> list[int]:
     kw = dict(c.sampler_args)
-    if c.sampler in ("shuffle", "sequential"): kw.setdefault("epochs", c.epochs)
+    if c.sampler in ("shuffle", "sequential", "replay"): kw.setdefault("epochs", c.epochs)
+    elif c.epochs != 1:  # these samplers size the run themselves: a silently ignored `epochs` would train less than asked
+        raise MedreproError(f"epochs={c.epochs} is not used by the {c.sampler!r} sampler; set the run's length in sampler_args "
+                            "(priority: epochs per source; mixture: num_samples) or use shuffle, sequential or replay")
     if c.sampler == "priority" and "priorities" not in kw: kw["priorities"] = [getattr(r, "priority", 1.0) for r in records]
     try: return build_sampler(c.sampler, srcs, seed=c.seed, **kw).order()
     except TypeError as e: raise MedreproError(f"sampler {c.sampler!r}: bad sampler_args {sorted(kw)}: {e}") from None

@@ -92,6 +92,19 @@ def test_mixture_staged_replay_semantics():
     assert len(o) == 40 and sum(i >= 30 for i in o) == 10 and len(set(i for i in o if i >= 30)) == 10
     with pytest.raises(MedreproError):
         ReplaySampler(["med"] * 3, general="general", replay_fraction=0.2)
+
+
+def test_replay_epochs_cycle_through_all_general_examples():
+    src = ["med"] * 30 + ["general"] * 100
+    o = ReplaySampler(src, general="general", replay_fraction=0.25, epochs=20, seed=0).order()
+    assert len(o) == 20 * 40
+    for e in range(20):  # every epoch: each domain example once, plus its 10 general draws
+        ep = o[40 * e:40 * (e + 1)]
+        assert sorted(i for i in ep if i < 30) == list(range(30)) and sum(i >= 30 for i in ep) == 10
+    counts = [sum(i == g for i in o) for g in range(30, 130)]
+    assert min(counts) == max(counts) == 2  # 200 draws over 100 examples: each exactly twice (a fixed subset would not)
+    with pytest.raises(MedreproError, match="epochs"):
+        ReplaySampler(src, general="general", epochs=0)
     with pytest.raises(MedreproError, match="no stage"):
         StagedSampler(SRC, stages=["web"])
     with pytest.raises(MedreproError, match="no examples"):

@@ -159,3 +159,52 @@ def test_full_bf16_on_cuda(tmp_path):
     r = train_sft(toy_records("pairs", 16), model="tiny", output_dir=str(tmp_path), method="full", dtype="bf16",
                   max_steps=3, batch_size=4)
     assert r.metrics["steps"] == 3 and torch.cuda.max_memory_allocated() > 0
+
+
+def test_replay_sampler_takes_epochs_and_other_samplers_refuse_them(tmp_path):
+    from medrepro.train import PretrainConfig, _order
+    med, gen = toy_records("documents", 12, source="med"), toy_records("documents", 40, source="general", seed=1)
+    srcs = [d.source for d in med + gen]
+    c = make_config(PretrainConfig, {"sampler": "replay", "epochs": 3, "sampler_args": {"general": "general", "replay_fraction": 0.25}})
+    o = _order(c, srcs, med + gen)
+    assert len(o) == 3 * (12 + 4) and all(sum(i == k for i in o) == 3 for k in range(12))  # 3 passes over the domain
+    with pytest.raises(MedreproError, match="not used by the 'mixture' sampler"):
+        train_pretrain(med + gen, model="tiny", output_dir=str(tmp_path / "mx"), epochs=2, sampler="mixture",
+                       sampler_args={"probs": {"med": 0.5, "general": 0.5}})
+
+
+def test_sparse_logits_loss_and_gradients_equal_the_models_own():
+    from medrepro.data.format import collate, encode_records
+    from medrepro.models import load_causal_lm, load_tokenizer
+    from medrepro.train import sparse_causal_lm_loss
+    tok, model = load_tokenizer("tiny"), load_causal_lm("tiny")
+    enc = encode_records(toy_records("pairs", 4), tok, "alpaca", "answer")  # prompts masked: few positions carry a label
+    batch = collate([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in enc], tok.pad_token_id)
+    n_labels = int((batch["labels"][:, 1:] != -100).sum())
+    assert 0 < n_labels < batch["labels"].numel() // 2
+    for n in (None, torch.tensor(n_labels)):
+        model.zero_grad(); ref = model(**batch, num_items_in_batch=n).loss; ref.backward()
+        g_ref = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad(); got = sparse_causal_lm_loss(model, batch, n); got.backward()
+        assert torch.allclose(got, ref, atol=1e-5, rtol=1e-5)
+        assert all(torch.allclose(p.grad, g, atol=1e-6, rtol=1e-4) for p, g in zip(model.parameters(), g_ref))
+
+
+def test_sparse_logits_training_equals_dense_training(tmp_path):
+    # plain SGD: Adam's first steps divide by near-zero second moments, which turns float rounding into visible drift
+    kw = dict(model="tiny", method="lora", optim="sgd", lr=0.5, batch_size=2, grad_accum=2, max_steps=4, seed=5, template="alpaca")
+    data = toy_records("pairs", 16)
+    sparse = train_sft(data, output_dir=str(tmp_path / "s"), sparse_logits=True, **kw)
+    dense = train_sft(data, output_dir=str(tmp_path / "d"), sparse_logits=False, **kw)
+    assert [round(x, 4) for x in sparse.losses()] == [round(x, 4) for x in dense.losses()]
+    a, b = _state(sparse.model), _state(dense.model)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4) for k in a)
+
+
+def test_adapter_initialisation_follows_the_config_seed(tmp_path):
+    kw = dict(model="tiny", method="lora", lr=3e-3, batch_size=4, max_steps=2, seed=11)
+    a = train_sft(toy_records("pairs", 8), output_dir=str(tmp_path / "a"), **kw)
+    torch.manual_seed(123)  # whatever ran before must not change the adapters' random start
+    b = train_sft(toy_records("pairs", 8), output_dir=str(tmp_path / "b"), **kw)
+    sa, sb = _state(a.model), _state(b.model)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
