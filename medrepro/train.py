@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 from .core import (MedreproError, Registry, home_dir, load_json, params_hash, save_json, seed_everything,
                            write_run_metadata)
-from .data.format import Packed, collate, encode_records, pack
+from .data.format import IGNORE, Packed, collate, encode_records, pack
 from .data.records import MCQ, Document, Pair
 from .models import PEFT_METHODS, is_quantized, load_for_training, load_tokenizer, merge_adapter
 from .samplers import HUATUO_PRIORITIES, OrderSampler, PrioritySampler, SequentialSampler, build_sampler
@@ -250,8 +250,7 @@ def _trainer_cls():
         def _get_train_sampler(self, train_dataset=None):
             return self.medrepro_sampler if self.medrepro_sampler is not None else super()._get_train_sampler(train_dataset)
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if return_outputs or not (self.medrepro_sparse and self.model_accepts_loss_kwargs and "labels" in inputs
-                                      and _takes_logits_to_keep(self.accelerator.unwrap_model(model))):
+            if return_outputs or not (self.medrepro_sparse and self.model_accepts_loss_kwargs and "labels" in inputs):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             loss = sparse_causal_lm_loss(model, inputs, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:  # as Trainer scales a model's loss
@@ -268,10 +267,10 @@ def _takes_logits_to_keep(model) -> bool:
 def sparse_causal_lm_loss(model, inputs: dict, num_items_in_batch=None):
     "The causal-LM loss of `inputs` with the LM head applied only where some row has a label (equal to the model's own loss)."
     import torch.nn.functional as F
-    target = F.pad(inputs["labels"], (0, 1), value=-100)[:, 1:]  # position t predicts token t+1, as the model's loss shifts
-    keep = (target != -100).any(0).nonzero().squeeze(1)  # positions of the row dimension some row needs
+    target = F.pad(inputs["labels"], (0, 1), value=IGNORE)[:, 1:]  # position t predicts token t+1, as the model's loss shifts
+    keep = (target != IGNORE).any(0).nonzero().squeeze(1)  # positions of the row dimension some row needs
     logits = model(**{k: v for k, v in inputs.items() if k != "labels"}, logits_to_keep=keep).logits.float()
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target[:, keep].reshape(-1), ignore_index=-100,
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target[:, keep].reshape(-1), ignore_index=IGNORE,
                            reduction="mean" if num_items_in_batch is None else "sum")
     return loss if num_items_in_batch is None else loss / num_items_in_batch
 
@@ -407,7 +406,7 @@ def _run(kind: str, c: TrainConfig, items: list[_Item], tok, out: Path, packed: 
     collator = _Collator(items, tok.pad_token_id)
     trainer = _trainer_cls()(model=model, args=args, train_dataset=_Data(items), data_collator=collator,
                              processing_class=tok, callbacks=_callbacks(c, out, sampler, args.process_index == 0, data_fp))
-    trainer.medrepro_sampler, trainer.medrepro_sparse = sampler, c.sparse_logits
+    trainer.medrepro_sampler, trainer.medrepro_sparse = sampler, c.sparse_logits and _takes_logits_to_keep(model)  # checked once
     from transformers.trainer_callback import PrinterCallback
     trainer.remove_callback(PrinterCallback)  # the CSV log and TensorBoard keep the numbers; stdout stays readable
     t0, c0 = time.perf_counter(), time.process_time()

@@ -190,12 +190,17 @@ def test_sparse_logits_loss_and_gradients_equal_the_models_own():
         assert all(torch.allclose(p.grad, g, atol=1e-6, rtol=1e-4) for p, g in zip(model.parameters(), g_ref))
 
 
-def test_sparse_logits_training_equals_dense_training(tmp_path):
+def test_sparse_logits_training_equals_dense_training(tmp_path, monkeypatch):
+    import medrepro.train as T
+    calls, real = [], T.sparse_causal_lm_loss
+    monkeypatch.setattr(T, "sparse_causal_lm_loss", lambda *a, **k: calls.append(1) or real(*a, **k))
     # plain SGD: Adam's first steps divide by near-zero second moments, which turns float rounding into visible drift
     kw = dict(model="tiny", method="lora", optim="sgd", lr=0.5, batch_size=2, grad_accum=2, max_steps=4, seed=5, template="alpaca")
     data = toy_records("pairs", 16)
     sparse = train_sft(data, output_dir=str(tmp_path / "s"), sparse_logits=True, **kw)
+    n_sparse = len(calls)
     dense = train_sft(data, output_dir=str(tmp_path / "d"), sparse_logits=False, **kw)
+    assert n_sparse == 8 and len(calls) == 8  # the LoRA model took the sparse path on all 4 x 2 micro-batches; dense never
     assert [round(x, 4) for x in sparse.losses()] == [round(x, 4) for x in dense.losses()]
     a, b = _state(sparse.model), _state(dense.model)
     assert all(torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4) for k in a)
