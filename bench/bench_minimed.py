@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     total = time.perf_counter() - t0
     s = res["summary"]
     out = {
-        "benchmark": "minimed mini tier: all conditions, shared steps computed once per seed",
+        "benchmark": "minimed mini tier: all conditions; the base model once for all seeds, the other shared steps once per seed",
         "seeds": seeds, "seconds_total": round(total, 1),
         "machine": {"cpus": os.cpu_count(), "threads": a.threads, "workers": a.workers or os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
                     "loadavg_before": [round(x, 2) for x in load0], "loadavg_after": [round(x, 2) for x in os.getloadavg()],

@@ -78,6 +78,8 @@ class WorldConfig:
     n_countries: int = 12
     n_rivers: int = 16
     general_test_fraction: float = 0.5  # share of cities whose questions form the general (forgetting) test
+    general_seed: int = 0         # draws the cities and the name inventory, shared by every seed's world: one tokenizer and
+                                  # one base model serve all seeds, as one pre-trained LLM serves every run of a paper
 
 @dataclass
 class Disease:
@@ -138,12 +140,27 @@ def _cycle(keys: list[str], rng: random.Random) -> dict[str, str]:
     order = keys[:]; rng.shuffle(order)
     return {k: order[(i + 1) % len(order)] for i, k in enumerate(order)}
 
+def _deal(items: list, n: int, rng: random.Random) -> list:
+    "`n` picks from `items` that use each at least once, in random order."
+    out = list(items) + [rng.choice(items) for _ in range(n - len(items))]
+    rng.shuffle(out)
+    return out
+
 def make_world(seed: int = 0, config: WorldConfig = WorldConfig()) -> World:
-    "Draw a MiniMed world from `seed` (pure function of seed and config)."
+    "Draw a MiniMed world from `seed` (pure function of seed and config; cities and names from `config.general_seed`)."
     c = config
     if c.n_diseases < 10 or c.n_cities < 8: raise MedreproError("a MiniMed world needs at least 10 diseases and 8 cities")
-    rng, taken = random.Random(seed), set()
-    dn, pn, sn, rn = (make_names(k, c.n_diseases, rng, taken) for k in ("disease", "pathogen", "symptom", "drug"))
+    if not 4 <= min(c.n_countries, c.n_rivers) <= max(c.n_countries, c.n_rivers) <= c.n_cities:
+        raise MedreproError(f"{c.n_countries} countries and {c.n_rivers} rivers for {c.n_cities} cities: "
+                            "each needs 4 to n_cities (a question has 4 options; every one must have a city)")
+    g, taken = random.Random(f"general-{c.general_seed}"), set()
+    inventory = [make_names(k, c.n_diseases, g, taken) for k in ("disease", "pathogen", "symptom", "drug")]
+    cn, kn, vn = (make_names(k, n, g, taken) for k, n in (("city", c.n_cities), ("country", c.n_countries), ("river", c.n_rivers)))
+    n_gtest = max(4, round(c.n_cities * c.general_test_fraction))
+    ks, vs = _deal(kn, c.n_cities, g), _deal(vn, c.n_cities, g)  # every country and river in use: 4 options each
+    cities = [City(f"c{i:03d}", cn[i], ks[i], vs[i], "test" if i >= c.n_cities - n_gtest else "train") for i in range(c.n_cities)]
+    rng = random.Random(seed)  # the seed decides the medical facts: which name plays which part, and every link
+    dn, pn, sn, rn = (rng.sample(names, len(names)) for names in inventory)
     n_test = round(c.n_diseases * c.test_fraction)
     if min(n_test, c.n_diseases - n_test) < 5:  # 3 distractors other than the answer and the disease itself
         raise MedreproError(f"{c.n_diseases} diseases at test_fraction {c.test_fraction}: each split needs at least 5")
@@ -151,10 +168,6 @@ def make_world(seed: int = 0, config: WorldConfig = WorldConfig()) -> World:
                         split="test" if i >= c.n_diseases - n_test else "train") for i in range(c.n_diseases)]
     for split in ("train", "test"):
         for k, v in _cycle([d.key for d in diseases if d.split == split], rng).items(): next(d for d in diseases if d.key == k).complication = v
-    cn, kn, vn = (make_names(k, n, rng, taken) for k, n in (("city", c.n_cities), ("country", c.n_countries), ("river", c.n_rivers)))
-    n_gtest = max(4, round(c.n_cities * c.general_test_fraction))
-    cities = [City(f"c{i:03d}", cn[i], rng.choice(kn), rng.choice(vn), "test" if i >= c.n_cities - n_gtest else "train")
-              for i in range(c.n_cities)]
     return World(seed, c, diseases, cities)
 
 # %% ../nbs/70_minimed.ipynb #44f4c467
@@ -207,6 +220,10 @@ def fact_sentence(world: World, subject, relation: str, language: str, variant: 
     return t.format(d=subject.name(language), x=fact_object(world, subject, relation)(language))
 
 # %% ../nbs/70_minimed.ipynb #41ad117e
+def _shuffle_seed(world: World, source: str) -> str:
+    "Seed of a corpus' order: the general corpus is the same in every seed's world (it is the base model's data)."
+    return f"g{world.config.general_seed}" if source == "general" else str(world.seed)
+
 def _docs(world: World, subjects, relations, languages, source: str, paraphrases: int | None) -> list[Document]:
     out = []
     for s in subjects:
@@ -216,7 +233,7 @@ def _docs(world: World, subjects, relations, languages, source: str, paraphrases
                 for v in range(n):
                     out.append(Document(f"{source}-{s.key}-{rel}-{lang}{v}", fact_sentence(world, s, rel, lang, v), source=source,
                                         language=lang, meta={"subject": s.key, "relation": rel, "variant": v}))
-    random.Random(f"{world.seed}-{source}").shuffle(out)
+    random.Random(f"{_shuffle_seed(world, source)}-{source}").shuffle(out)
     return out
 
 def encyclopedia(world: World, languages: Sequence[str] = ("zh", "en"), paraphrases: int | None = None) -> list[Document]:
@@ -314,7 +331,7 @@ _GENERAL_Q = {"country": {"zh": "{c}位于哪个国家？", "en": "Which country
 
 def general_questions(world: World, language: str = "en", split: str | None = None) -> list[MCQ]:
     "Country and river questions about the cities of `split` (both when None)."
-    rng = random.Random(f"{world.seed}-general-{language}")
+    rng = random.Random(f"g{world.config.general_seed}-general-{language}")  # the same in every seed's world
     pools = {r: sorted({getattr(c, r)(language) for c in world.cities}) for r in GENERAL_RELATIONS}
     out = []
     for c in world.cities:
@@ -498,7 +515,7 @@ def encyclopedia_pairs(world: World, docs: Sequence[Document], priority: float =
     return out
 
 # %% ../nbs/70_minimed.ipynb #dd4ea586
-RECIPE_VERSION = 4  # bump when a change to this notebook (or the registered prompt wording) changes the files a seed produces
+RECIPE_VERSION = 5  # bump when a change to this notebook (or the registered prompt wording) changes the files a seed produces
 
 def build(seed: int = 0, out: str | Path | None = None, config: WorldConfig = WorldConfig()) -> Path:
     "Write the MiniMed world of `seed` (files + tokenizer + initial model + manifest) into `out`."
@@ -506,7 +523,8 @@ def build(seed: int = 0, out: str | Path | None = None, config: WorldConfig = Wo
     out = Path(out) if out is not None else world_dir(seed, config, build_missing=False)
     world = make_world(seed, config)
     paths = write_world(world, out)
-    build_minimed_model(world, out / "model", seed=seed)
+    # tokenizer and initial weights from the general seed's world: byte-identical in every seed's folder (one base model)
+    build_minimed_model(make_world(config.general_seed, config), out / "model", seed=config.general_seed)
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
     save_json({"seed": seed, "config": asdict(config), "recipe": RECIPE_VERSION,
                "files": {str(p.relative_to(out)): file_hash(p) for p in files}}, out / "manifest.json")
@@ -540,7 +558,8 @@ def build_cmd(argv: list[str]) -> int:
     p.add_argument("--diseases", type=int, default=WorldConfig.n_diseases, help="number of fictional diseases")
     p.add_argument("--cities", type=int, default=WorldConfig.n_cities, help="number of fictional cities")
     a = p.parse_args(argv)
-    cfg = WorldConfig(n_diseases=a.diseases, n_cities=a.cities)
+    d = WorldConfig()  # a small world keeps at most one country and one river per city
+    cfg = WorldConfig(n_diseases=a.diseases, n_cities=a.cities, n_countries=min(d.n_countries, a.cities), n_rivers=min(d.n_rivers, a.cities))
     out = build(a.seed, a.out, cfg) if a.out else world_dir(a.seed, cfg)
     m = json.loads((out / "manifest.json").read_text())
     print(f"MiniMed world seed {a.seed}: {len(m['files'])} files at {out}")

@@ -27,14 +27,16 @@ class MiniConfig:
     "Every setting of a MiniMed experiment run (defaults: the `mini` tier)."
     world: WorldConfig = WorldConfig(n_diseases=40, n_cities=32, n_countries=6, n_rivers=8)  # 24 train / 16 test diseases
     # (32 diseases, 20 train: fine-tuning learnt to answer held-out 1-hop questions in 1 seed of 3)
-    hidden: int = 96                  # model width: 0.76M parameters with 4 layers (128 wide: 1.2M, ~15% more seconds)
-    layers: int = 4
+    hidden: int = 96                  # model width (128 wide: ~15% more seconds)
+    layers: int = 3                   # 0.65M parameters; a step takes 64 ms at 3 layers, 89 ms at 4 (512 tokens, one thread)
     seq_len: int = 128                # packed row length: documents are 5-70 tokens; 256 cost 14% more for the same tokens
     batch_size: int = 4               # rows per step (512 tokens) of the base, one-stage and two-stage runs
     adapt_batch_size: int = 2         # rows per step of continual training, replay and fine-tuning: as many updates as 4 rows
                                       # at half the epochs, in ~55% of the time (v5 seed 0: CT+FT 49% vs 52%)
     base_epochs: int = 56             # general pre-training passes (v5: 64 over 40 cities); 2 rows x 32 left general at 56%
     base_lr: float = 3e-3
+    base_threads: int = 2             # torch threads of the one shared base run (1.65x faster on 2 cores; fixed, so the numbers
+                                      # do not depend on the machine's core count)
     ct_epochs: int = 20               # encyclopedia passes at 2 rows: v5's 40 at 4 rows was flat after its first half
     ct_lr: float = 3e-3
     ct_checkpoints: int = 4           # evenly spaced checkpoints (the last is the end of CT)
@@ -46,7 +48,8 @@ class MiniConfig:
     one_stage_general_fraction: float = 0.25  # general text in the one-stage mix (HuatuoGPT-II mixes general corpora)
     one_stage_lr: float = 3e-3        # the CT rate: the cosine tail is what the exam pairs at the end train under
     domain_priority: float = 3.0      # domain (and general) : fine-tuning; v3's 10 (pilot) left the exam pairs to the last 7%, at lr ~0
-    adapter_lr: float = 3e-3          # two-stage (DoRA / QLoRA) learning rate; adapters need more than full FT
+    adapter_lr: float = 3e-3          # QLoRA learning rate (two-stage stage 2, stage 2 alone); adapters need more than full FT
+    stage1_lr: float = 1e-2           # two-stage stage 1 (DoRA r32/a16): at 3e-3 it ended near loss 1.3 and added nothing
     adapter_epochs: int = 5           # 2 (40 QLoRA steps) ended at loss 7.3; 5 (100 steps) at 1.4-1.7
     language: str = "zh"              # exam and encyclopedia language (CMExam is Chinese)
     conditions: tuple = ("ft_only", "ct_ft", "ct_curve", "replay_ft", "one_stage", "one_stage_beta0", "ct_ft_explanation",
@@ -154,12 +157,17 @@ def _steps(docs: Sequence[Document], tokenizer_dir: Path, config: MiniConfig, ep
 
 # %% ../nbs/71_minimed.experiments.ipynb #3786fb63
 def train_base(data: MiniData, seed: int, config: MiniConfig, root: Path) -> Path:
-    "The general-domain base model, pre-trained from scratch (cached in `root`/base)."
+    "The general-domain base model, pre-trained from scratch once for every seed (cached in `root`/../base)."
     from medrepro.train import train_pretrain
-    out = root / "base"
+    out = root.parent / "base"  # one for all seeds: their worlds share the general corpus and the tokenizer
     if (p := _done(out)): return p
-    return train_pretrain(data.general_docs, model=str(data.model_dir), output_dir=str(out), lr=config.base_lr,
-                          epochs=config.base_epochs, warmup_ratio=0.05, **_common(config, seed)).model_dir
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.base_threads)  # a fixed count: results depend on it
+    try:
+        return train_pretrain(data.general_docs, model=str(data.model_dir), output_dir=str(out), lr=config.base_lr,
+                              epochs=config.base_epochs, warmup_ratio=0.05, **_common(config, config.world.general_seed)).model_dir
+    finally: torch.set_num_threads(threads)
 
 def train_ct(data: MiniData, base: Path, seed: int, config: MiniConfig, root: Path, replay: bool = False) -> list[Path]:
     "Continual training on the encyclopedia (optionally with replayed general text); its checkpoints, last = the end."
@@ -207,8 +215,10 @@ def two_stage(data: MiniData, start: Path, out: Path, seed: int, config: MiniCon
     "MMed-IFT from the continually trained model: DoRA on unified pairs, merge, QLoRA on exam pairs; (final, stage-1 merged)."
     from medrepro.train import train_two_stage
     if not (p := _done(out / "stage2")):
+        # stage 1 reads the unified pairs in the one-stage run's format (huatuo), so the ablation compares schedules, not
+        # wording; medrepro's mmed wording made every pair 2.3x as many tokens on this tokenizer
         r = train_two_stage(list(data.unified), [text_target_pair(q) for q in data.train_questions], model=str(start),
-                            output_dir=str(out), template="mmed", stage1_lr=config.adapter_lr, stage2_lr=config.adapter_lr,
+                            output_dir=str(out), template="huatuo", stage1_lr=config.stage1_lr, stage2_lr=config.adapter_lr,
                             stage1_epochs=config.adapter_epochs, stage2_epochs=config.adapter_epochs, packing=True,
                             **_common(config, seed))
         p = r.model_dir
@@ -374,8 +384,8 @@ def summarize(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
             out[c][k] = {"mean": round(m, 4), "ci": [round(lo, 4), round(hi, 4)], "values": [round(x[k], 4) for x in rows]}
     return out
 
-# Rough seconds per step at one thread (v6 benchmark): the scheduler starts the longest chains first.
-_COST = {"base": 80, "ct": 40, "replay": 75, "one_stage": 145, "one_stage_beta0": 145, "two_stage": 85, "ct_ft_mixed": 30}
+# Rough seconds per step at one thread (v7 settings; the base: on `base_threads`): the scheduler starts the longest chains first.
+_COST = {"base": 45, "ct": 30, "replay": 55, "one_stage": 105, "one_stage_beta0": 105, "two_stage": 50, "ct_ft_mixed": 22}
 
 def _rank(step: str, steps: Sequence[str]) -> float:
     "A step's cost plus its longest chain of dependants (the critical-path priority of list scheduling)."
@@ -397,7 +407,8 @@ def _pool(seeds: Sequence[int], config: MiniConfig, root, workers: int, threads:
     running: dict = {}
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)) as ex:
         while todo or running:
-            ready = [t for t in todo if step_parent(t[1]) is None or step_parent(t[1]) in per[t[0]]]
+            ready = [t for t in todo if step_parent(t[1]) in per[t[0]] or  # the shared base: trained by the first seed alone
+                     (step_parent(t[1]) is None and (t[0] == seeds[0] or "base" in per[seeds[0]]))]
             for t in ready[:max(0, workers - len(running))]:
                 todo.remove(t)
                 running[ex.submit(run_step, t[0], t[1], config, root, None)] = t

@@ -29,6 +29,24 @@ def test_same_seed_same_world_files(built, tmp_path):
     assert json.loads((other / "manifest.json").read_text())["files"] != json.loads((built / "manifest.json").read_text())["files"]
 
 
+def test_seeds_share_the_general_world_and_the_model(built, tmp_path):
+    # one base model serves every seed: the general corpus, its questions, the tokenizer and the initial weights
+    # must be byte-identical across seeds, while the medical facts differ
+    other = build(8, tmp_path / "other", SMALL)
+    a, b = (json.loads((p / "manifest.json").read_text())["files"] for p in (built, other))
+    shared = ("model/", "general/", "mmlu/", "cmmlu/")
+    assert {k: v for k, v in a.items() if k.startswith(shared)} == {k: v for k, v in b.items() if k.startswith(shared)}
+    assert any(k.startswith("model/") for k in a) and any(k.startswith("general/") for k in a)
+    assert a["encyclopedia/medical_zh.txt"] != b["encyclopedia/medical_zh.txt"]
+    w7, w8 = load_world(built), load_world(other)
+    assert w7.to_dict()["cities"] == w8.to_dict()["cities"]
+    assert {n.en for n in w7.names()} == {n.en for n in w8.names()}  # one name inventory, dealt out anew
+    drug = lambda w: {d.name.en: d.drug.en for d in w.diseases}
+    assert drug(w7) != drug(w8)
+    with pytest.raises(AssertionError):  # a different general seed is a different general world
+        assert make_world(7, SMALL).cities == make_world(7, WorldConfig(n_diseases=20, n_cities=16, general_seed=1)).cities
+
+
 def test_world_roundtrip_and_unique_names(world, built):
     assert load_world(built).to_dict() == world.to_dict()
     names = world.names()
