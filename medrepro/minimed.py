@@ -5,7 +5,7 @@
 # %% ../nbs/70_minimed.ipynb #1ea21be6
 from __future__ import annotations
 import csv, json, random, re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 from .core import MedreproError, atomic_write_text, params_hash, save_json, write_jsonl
@@ -318,12 +318,20 @@ def make_question(world: World, d: Disease, qt: QuestionType, language: str, rng
                meta={"disease": d.key, "qtype": qt.name, "hops": qt.hops, "split": d.split,
                      "department": d.department(language)})
 
+def _form(q: MCQ, k: int) -> MCQ:
+    "Form `k` of a question: its own id, and its form number in meta."
+    if k == 0: return q
+    return replace(q, id=f"{q.id}-f{k}", meta={**q.meta, "form": k})
+
 def medical_questions(world: World, language: str = "zh", split: str | None = None,
-                      types: Sequence[QuestionType] = QUESTION_TYPES) -> list[MCQ]:
-    "Every question type for every disease of `split` (both splits when None); seeded options."
-    rng = random.Random(f"{world.seed}-questions-{language}")
-    return [make_question(world, d, qt, language, rng) for d in world.diseases for qt in types
-            if split in (None, d.split)]
+                      types: Sequence[QuestionType] = QUESTION_TYPES, forms: int = 1) -> list[MCQ]:
+    "Every question type for every disease of `split` (both splits when None), in `forms` forms; seeded options."
+    out = []
+    for k in range(forms):  # form 0 is the exam files' form; each further form re-draws every question's distractors and order
+        rng = random.Random(f"{world.seed}-questions-{language}" + (f"-form{k}" if k else ""))
+        qs = [make_question(world, d, qt, language, rng) for d in world.diseases for qt in types]  # both splits: the
+        out += [_form(q, k) for q in qs if split in (None, q.meta["split"])]  # draws do not depend on `split`
+    return out
 
 # %% ../nbs/70_minimed.ipynb #4c808f7d
 _GENERAL_Q = {"country": {"zh": "{c}位于哪个国家？", "en": "Which country is {c} in?"},
