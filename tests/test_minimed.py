@@ -79,6 +79,18 @@ def test_no_document_states_two_facts(world):
         assert len(pat.findall(doc.text)) == 2, doc.text
 
 
+def test_forms_redraw_distractors_not_facts(world):
+    one, four = medical_questions(world, "zh", "test"), medical_questions(world, "zh", "test", forms=4)
+    assert len(four) == 4 * len(one) and [q.id for q in four[:len(one)]] == [q.id for q in one]  # form 0 = the files
+    assert len({q.id for q in four}) == len(four) and {q.meta.get("form", 0) for q in four} == {0, 1, 2, 3}
+    base = {q.id: q for q in one}
+    later = [(q, base[q.id.rsplit("-f", 1)[0]]) for q in four[len(one):]]
+    assert all(q.options[q.answer_str] == o.options[o.answer_str] and q.question == o.question for q, o in later)
+    assert sum(q.options != o.options for q, o in later) > 0.9 * len(later)  # fresh distractors or order almost always
+    pool = {d.drug.zh for d in world.diseases if d.split == "test"}
+    assert all(set(q.options.values()) <= pool for q, _ in later if q.meta["qtype"] == "drug")
+
+
 def test_paraphrases_and_hops(world):
     assert all(len(v[lang]) == 6 for r, v in FACT_TEMPLATES.items() if r in MEDICAL_RELATIONS for lang in v)
     assert {qt.hops for qt in QUESTION_TYPES} == {1, 2, 3}
