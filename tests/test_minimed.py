@@ -239,3 +239,20 @@ def test_mini_tier_effect_sizes():
     }
     missed = [k for k, ok in checks.items() if not ok]
     assert not missed, f"bars not met: {missed}"
+
+
+def test_sft_share_mini_block_is_the_one_stage_mix(tmp_path, monkeypatch):
+    # the mini SFT-share figure must draw the order the one-stage run trained on: same sources, order, weights and repeats
+    import pathlib
+    from collections import Counter
+    import yaml
+    from medrepro.minimed_experiments import MiniConfig, mini_data, one_stage_records
+    monkeypatch.setenv("MEDREPRO_HOME", str(tmp_path / "home"))
+    root = pathlib.Path(__file__).resolve().parent.parent
+    block = yaml.safe_load((root / "params" / "huatuo2" / "sft_share.yaml").read_text())["mini"]
+    c = MiniConfig()
+    recs, pr = one_stage_records(mini_data(0, c), 0, c)
+    counts = Counter(r.source for r in recs)
+    assert list(block["source_counts"].items()) == list(counts.items())  # sources listed in the run's order
+    assert block["priorities"] == pr and block["seed"] == 0
+    assert (block["sft_epochs"], block["domain_epochs"]) == (c.one_stage_sft_epochs, c.one_stage_domain_epochs)
