@@ -1,4 +1,5 @@
 """MiniMed: the world is deterministic, well-formed, free of shortcuts, and readable by the real loaders."""
+import dataclasses
 import json
 import re
 
@@ -221,10 +222,12 @@ def test_mini_tier_effect_sizes():
 
     The bars are the issue's (a pilot's figures); a failure here is a finding to report, never to hide.
     """
-    from medrepro.minimed_experiments import MiniConfig, run_mini
-    s = run_mini((0, 1, 2), MiniConfig())["summary"]
-    mean = lambda c, m="medical": s[c][m]["mean"]
-    hi = lambda c, m="medical": s[c][m]["ci"][1]
+    from medrepro.minimed_experiments import MiniConfig, run_mini, table_run
+    shared = run_mini((0, 1, 2), MiniConfig())
+    s = shared["summary"]
+    mmed = table_run("mmed_ift_ablation", (0, 1, 2), MiniConfig(), shared=shared)["summary"]  # 6 seeds (more_seeds)
+    mean = lambda c, m="medical", s=s: s[c][m]["mean"]
+    hi = lambda c, m="medical", s=s: s[c][m]["ci"][1]
     checks = {  # every bar is checked and every miss reported, not just the first
         "fine-tuning alone stays near chance (25%)": mean("ft_only") < 0.35,
         "Guo & Hua: CT then FT >> FT alone": mean("ct_ft") > hi("ft_only") + 0.2,
@@ -235,10 +238,22 @@ def test_mini_tier_effect_sizes():
         "one-stage learns the domain": mean("one_stage") > hi("ft_only") + 0.2,
         "... while keeping general knowledge": mean("one_stage", "general") > mean("ct", "general"),
         "HuatuoGPT-II: one stage beats CT then FT": mean("one_stage") > hi("ct_ft"),
-        "MMed-IFT: two-stage beats stage 2 alone": mean("two_stage") > hi("stage2_only"),
+        "MMed-IFT: two-stage beats stage 2 alone (6 seeds)": mean("two_stage", s=mmed) > hi("stage2_only", s=mmed),
     }
     missed = [k for k, ok in checks.items() if not ok]
     assert not missed, f"bars not met: {missed}"
+
+
+def test_more_seeds_run_only_the_tables_own_conditions():
+    from medrepro.minimed_experiments import MINI_TABLES, MiniConfig, mini_steps, table_run, table_seeds
+    spec = MINI_TABLES["mmed_ift_ablation"]
+    assert spec.conditions == ("stage2_only", "two_stage")  # 'ct' and 'stage1_only' are steps those two train
+    assert table_seeds("mmed_ift_ablation", [0, 1, 2]) == [0, 1, 2, 3, 4, 5]
+    assert table_seeds("guo2023_table2", [0, 1, 2]) == [0, 1, 2]
+    steps = mini_steps(dataclasses.replace(MiniConfig(), conditions=spec.conditions))
+    assert sorted(steps) == ["base", "ct", "stage1_only", "stage2_only", "two_stage"]  # no fine-tuning, replay or one-stage run
+    shared = {"seeds": [0, 1, 2], "summary": {}}
+    assert table_run("guo2023_table2", [0, 1, 2], shared=shared) is shared  # tables without more seeds train nothing
 
 
 def test_sft_share_mini_block_is_the_one_stage_mix(tmp_path, monkeypatch):
