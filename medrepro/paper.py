@@ -13,12 +13,12 @@ from .core import (MedreproError, atomic_write_text, file_hash, load_json, load_
                            params_hash, repo_root, save_json, write_run_metadata)
 
 # %% auto #0
-__all__ = ['TIERS', 'META_KEYS', 'DRIVER_KEYS', 'METRIC_COLUMNS', 'params_root', 'notebooks_root', 'runs_root', 'data_path',
-           'deep_merge', 'TableSpec', 'load_spec', 'discover_tables', 'notebook_parameters', 'check_parameters',
-           'resolve_params', 'check_spec', 'library_fingerprint', 'data_hashes', 'inputs_fingerprint', 'pick_kernel',
-           'TableRun', 'run_table', 'select_tables', 'reproduce', 'report_tables', 'reproduce_cmd', 'notebook_out_dir',
-           'table_spec', 'table_results', 'protocol_text', 'add_eval_rows', 'usable_for_style', 'evaluate_by_subject',
-           'evaluate_benchmark', 'length_judge', 'comparison_figure']
+__all__ = ['TIERS', 'META_KEYS', 'DRIVER_KEYS', 'KERNEL_START_TRIES', 'METRIC_COLUMNS', 'params_root', 'notebooks_root',
+           'runs_root', 'data_path', 'deep_merge', 'TableSpec', 'load_spec', 'discover_tables', 'notebook_parameters',
+           'check_parameters', 'resolve_params', 'check_spec', 'library_fingerprint', 'data_hashes',
+           'inputs_fingerprint', 'pick_kernel', 'TableRun', 'run_table', 'select_tables', 'reproduce', 'report_tables',
+           'reproduce_cmd', 'notebook_out_dir', 'table_spec', 'table_results', 'protocol_text', 'add_eval_rows',
+           'usable_for_style', 'evaluate_by_subject', 'evaluate_benchmark', 'length_judge', 'comparison_figure']
 
 # %% ../nbs/60_paper.ipynb #154a6ca8
 TIERS = ("smoke", "mini", "full")
@@ -245,6 +245,23 @@ def _error_text(e: BaseException) -> str:
         return f"cell {getattr(e, 'exec_count', '?')}: {e.ename}: {e.evalue}"
     return f"{type(e).__name__}: {e}"
 
+# jupyter_client picks a kernel's ports by binding port 0 and letting go; another process (or a parallel table's client)
+# can take one of them before the kernel binds it, and the kernel dies before running a single cell. Only that case is retried.
+KERNEL_START_TRIES = 3
+
+def _kernel_never_started(e: BaseException) -> bool:
+    "True if `e` says the kernel died before it answered, i.e. no cell of the notebook ran."
+    return isinstance(e, RuntimeError) and "Kernel died before replying to kernel_info" in str(e)
+
+def _execute(nb: Path, dest: Path, log: Callable[[str], None] = lambda s: None, **kw) -> int:
+    "papermill.execute_notebook, retried when the kernel died at start-up; returns the start-ups retried."
+    import papermill as pm
+    for attempt in range(KERNEL_START_TRIES):
+        try: pm.execute_notebook(str(nb), str(dest), **kw); return attempt
+        except RuntimeError as e:
+            if not _kernel_never_started(e) or attempt == KERNEL_START_TRIES - 1: raise
+            log(f"    {nb.name}: kernel died at start-up ({attempt + 1}/{KERNEL_START_TRIES}), starting another")
+
 def _up_to_date(out: Path, fingerprint: str) -> bool:
     if not (out / "run.json").exists() or not (out / "results.json").exists(): return False
     run = load_json(out / "run.json")
@@ -256,9 +273,9 @@ def _write_params(out: Path, params: dict) -> None:
 
 # %% ../nbs/60_paper.ipynb #c1836b04
 def run_table(spec: TableSpec, tier: str, runs_dir: str | Path, *, force: bool = False, prepare_only: bool = False,
-              kernel: str | None = None, timeout: int | None = None, progress: bool = False) -> TableRun:
+              kernel: str | None = None, timeout: int | None = None, progress: bool = False,
+              log: Callable[[str], None] = lambda s: None) -> TableRun:
     "Execute one table's notebook for `tier` into runs_dir/<tier>/<paper>/<table> (or skip it if unchanged)."
-    import papermill as pm
     out = Path(runs_dir) / tier / spec.paper / spec.table
     if tier not in spec.tiers: return TableRun(spec.key, "unavailable", out_dir=out, error=f"no '{tier}:' block in {spec.params_file.name}")
     try:
@@ -272,20 +289,21 @@ def run_table(spec: TableSpec, tier: str, runs_dir: str | Path, *, force: bool =
     out.mkdir(parents=True, exist_ok=True)
     _write_params(out, params)
     kernel, nb = kernel or pick_kernel(), spec.notebook_for(tier)
-    t0, status, err = time.time(), "prepared" if prepare_only else "ok", ""
+    t0, status, err, retries = time.time(), "prepared" if prepare_only else "ok", "", 0
     try:
-        pm.execute_notebook(str(nb), str(out / nb.name), parameters={**params, "tier": tier, "out_dir": str(out)},
-                            kernel_name=kernel, language="python", prepare_only=prepare_only, progress_bar=progress,
-                            cwd=str(out), execution_timeout=timeout)
+        retries = _execute(nb, out / nb.name, log, parameters={**params, "tier": tier, "out_dir": str(out)},
+                           kernel_name=kernel, language="python", prepare_only=prepare_only, progress_bar=progress,
+                           cwd=str(out), execution_timeout=timeout)
         if not prepare_only and not (out / "results.json").exists(): status, err = "failed", f"{nb.name} ran but wrote no results.json"
     except Exception as e:  # a failing table must not stop the others; the error is recorded and listed at the end
         status, err = "failed", _error_text(e)
+        if _kernel_never_started(e): retries, err = KERNEL_START_TRIES - 1, f"{err} ({KERNEL_START_TRIES} start-ups)"
     secs = round(time.time() - t0, 2)
     if not prepare_only:
         write_run_metadata(out, params, paper=spec.paper, table=spec.table, tier=tier, status=status, seconds=secs, error=err,
                            notebook=str(nb.relative_to(nb.parents[1])), executed_notebook=nb.name,
                            params_file=spec.params_file.name, kernel=kernel, inputs_fingerprint=fp,
-                           library_fingerprint=library_fingerprint(), data_hashes=hashes)
+                           library_fingerprint=library_fingerprint(), data_hashes=hashes, kernel_start_retries=retries)
     return TableRun(spec.key, status, secs, out, err)
 
 # %% ../nbs/60_paper.ipynb #f9095383
@@ -311,7 +329,7 @@ def reproduce(specs: list[TableSpec], tier: str, runs_dir: str | Path, *, force:
     bar = jobs <= 1 and sys.stderr.isatty()  # papermill's per-cell progress bar, on a terminal, one table at a time
     def one(spec: TableSpec) -> TableRun:
         if jobs > 1 or not prepare_only: log(f"    {spec.key}: started ({spec.notebook_for(tier).name if tier in spec.tiers else 'no ' + tier + ' block'})")
-        r = run_table(spec, tier, runs_dir, force=force, prepare_only=prepare_only, kernel=kernel, progress=bar)
+        r = run_table(spec, tier, runs_dir, force=force, prepare_only=prepare_only, kernel=kernel, progress=bar, log=log)
         done[0] += 1
         extra = f" ({r.error.splitlines()[0][:160]})" if r.error else ""
         log(f"[{done[0]}/{n}] {spec.key:<28} {r.status:<11} {r.seconds:6.1f}s{extra}")

@@ -164,6 +164,48 @@ def test_failure_is_recorded_and_leaves_no_stale_results(tables, tmp_path):
     assert paper.run_table(spec(tables, "broken"), "smoke", runs).status == "failed"  # failures are never 'unchanged'
 
 
+def _kernel_dies(times: int, real):
+    """A papermill.execute_notebook whose first `times` calls fail as a kernel does when its port was taken; then the real one."""
+    calls = []
+    def execute(*a, **kw):
+        calls.append(a[0])
+        if len(calls) <= times: raise RuntimeError("Kernel died before replying to kernel_info")
+        return real(*a, **kw)
+    return execute, calls
+
+
+def test_kernel_that_dies_at_start_up_is_started_again(tables, tmp_path, monkeypatch, frozen_library):
+    import papermill
+    execute, calls = _kernel_dies(1, papermill.execute_notebook)
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    logged = []
+    r = paper.run_table(spec(tables), "smoke", tmp_path / "runs", log=logged.append)
+    assert r.status == "ok", r.error
+    assert len(calls) == 2 and "kernel died at start-up (1/3)" in logged[0]
+    assert load_json(r.out_dir / "run.json")["kernel_start_retries"] == 1
+    assert load_json(r.out_dir / "results.json")["rows"][0]["value"] == 4.0
+
+
+def test_kernel_start_up_is_tried_a_bounded_number_of_times(tables, tmp_path, monkeypatch, frozen_library):
+    import papermill
+    execute, calls = _kernel_dies(10, papermill.execute_notebook)
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    r = paper.run_table(spec(tables), "smoke", tmp_path / "runs")
+    assert r.status == "failed" and len(calls) == paper.KERNEL_START_TRIES == 3
+    assert "Kernel died before replying to kernel_info (3 start-ups)" in r.error
+    assert load_json(r.out_dir / "run.json")["kernel_start_retries"] == 2
+
+
+def test_a_failing_cell_is_not_retried(tables, tmp_path, monkeypatch):
+    import papermill
+    calls = []
+    real = papermill.execute_notebook
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **kw: calls.append(a[0]) or real(*a, **kw))
+    r = paper.run_table(spec(tables, "broken"), "smoke", tmp_path / "runs")
+    assert r.status == "failed" and len(calls) == 1 and "failing on purpose" in r.error
+    assert load_json(r.out_dir / "run.json")["kernel_start_retries"] == 0
+
+
 def test_prepare_only_injects_parameters_without_executing(tables, tmp_path):
     r = paper.run_table(spec(tables), "full", tmp_path / "runs", prepare_only=True)
     assert r.status == "prepared"
