@@ -186,6 +186,25 @@ def test_kernel_that_dies_at_start_up_is_started_again(tables, tmp_path, monkeyp
     assert load_json(r.out_dir / "results.json")["rows"][0]["value"] == 4.0
 
 
+def test_a_real_port_collision_is_recognised_and_retried(tables, tmp_path, monkeypatch, frozen_library):
+    """The failure CI saw: a kernel handed a port someone else holds dies at start-up; the table still runs."""
+    import socket
+    from jupyter_client.connect import LocalPortCache
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    real, handed = LocalPortCache.find_available_port, []
+    def find(self, ip):  # the first port handed out is the taken one, as when another process grabbed it
+        handed.append(taken.getsockname()[1] if not handed else real(self, ip))
+        return handed[-1]
+    monkeypatch.setattr(LocalPortCache, "find_available_port", find)
+    logged = []
+    try: r = paper.run_table(spec(tables), "smoke", tmp_path / "runs", log=logged.append)
+    finally: taken.close()
+    assert r.status == "ok", r.error
+    assert load_json(r.out_dir / "run.json")["kernel_start_retries"] == 1 and "kernel died at start-up" in logged[0]
+
+
 def test_kernel_start_up_is_tried_a_bounded_number_of_times(tables, tmp_path, monkeypatch, frozen_library):
     import papermill
     execute, calls = _kernel_dies(10, papermill.execute_notebook)
