@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 from .core import MedreproError, home_dir, params_hash, save_json, load_json
 from .data.records import MCQ, Document, Pair
-from .minimed import (World, WorldConfig, encyclopedia, general_questions, general_text, load_world,
+from .minimed import (QUESTION_TYPES, World, WorldConfig, encyclopedia, general_questions, general_text, load_world,
                               medical_questions, template_responder, world_dir)
 
 # %% auto #0
@@ -19,8 +19,8 @@ __all__ = ['TEMPLATES', 'SCORING', 'REASONING', 'MINI_TABLES', 'MiniConfig', 'te
            'MiniData', 'init_model', 'mini_data', 'run_root', 'train_base', 'train_ct', 'finetune', 'one_stage_records',
            'one_stage', 'two_stage', 'stage2_only', 'score_model', 'chain_checks', 'mini_steps', 'step_parent',
            'run_step', 'run_seed', 't_interval', 'summarize', 'run_mini', 'MiniTable', 'table_seeds', 'table_run',
-           'mini_block', 'paired_difference', 'verdict_text', 'plot_conditions', 'plot_curve', 'plot_shares',
-           'sampler_shares']
+           'mini_block', 'paired_difference', 'verdict_text', 'plot_conditions', 'plot_curve', 'plot_types',
+           'plot_shares', 'sampler_shares']
 
 # %% ../nbs/71_minimed.experiments.ipynb #51d5f2d0
 @dataclass(frozen=True)
@@ -241,7 +241,7 @@ SCORING = dict(mode="loglik", scoring="option_text", norm="tokens", template=TEM
 REASONING = dict(SCORING, mode="reason_loglik", cue=_CUE, stop=["\n"], max_new_tokens=96)  # chain first (chains are one line)
 
 def score_model(model_dir: Path, data: MiniData, batch_size: int = 64, reasoning: bool = False) -> dict[str, float]:
-    "Held-out-disease accuracy (overall and per hop) and general accuracy; `reasoning`: options scored after the model's own chain."
+    "Held-out-disease accuracy (overall, per hop, per question type) and general accuracy; `reasoning`: options scored after the model's own chain."
     from medrepro.eval.mcq import evaluate
     from medrepro.models import load_causal_lm, load_tokenizer
     model, tok = load_causal_lm(str(model_dir)).eval(), load_tokenizer(model_dir)  # loaded once for both question sets
@@ -256,6 +256,9 @@ def score_model(model_dir: Path, data: MiniData, batch_size: int = 64, reasoning
     for h in (1, 2, 3):
         s = [x["correct"] for x in med if x["meta"].get("hops") == h]
         if s: out[f"hop{h}"] = sum(s) / len(s)
+    for qt in QUESTION_TYPES:  # which kinds of question a condition answers: recall (1 hop) or composition (2-3 hops)
+        s = [x["correct"] for x in med if x["meta"].get("qtype") == qt.name]
+        if s: out[f"type_{qt.name}"] = sum(s) / len(s)
     if reasoning: out.update(chain_checks(med, data.test_questions))
     return out
 
@@ -577,6 +580,25 @@ def plot_curve(summary: dict, ax=None):
         lo = [summary[c][metric]["ci"][0] for c in cs]; hi = [summary[c][metric]["ci"][1] for c in cs]
         ax.plot(xs, m, style, label=metric); ax.fill_between(xs, lo, hi, alpha=0.2)
     ax.axhline(0.25, ls=":", color="gray"); ax.set_ylim(0, 1); ax.set_xlabel("share of continual training done"); ax.legend()
+    return ax
+
+def plot_types(summary: dict, conditions: Sequence[str], ax=None, title: str = ""):
+    "Held-out accuracy per question type (1-hop types first) for each condition, with 95% intervals; chance dashed."
+    import matplotlib.pyplot as plt
+    types = sorted(QUESTION_TYPES, key=lambda qt: qt.hops)  # sorted() is stable: the world's order within a hop count
+    cs = [c for c in conditions if c in summary and all(f"type_{qt.name}" in summary[c] for qt in types)]
+    ax = ax or plt.subplots(figsize=(11, 3.8))[1]
+    w = 0.8 / max(1, len(cs))
+    for i, c in enumerate(cs):
+        ms = [summary[c][f"type_{qt.name}"]["mean"] for qt in types]
+        ci = [summary[c][f"type_{qt.name}"]["ci"] for qt in types]
+        err = [[0 if math.isnan(e) else e for e in row] for row in ([m - lo for m, (lo, _) in zip(ms, ci)], [hi - m for m, (_, hi) in zip(ms, ci)])]
+        ax.bar([x + i * w for x in range(len(types))], ms, w, yerr=err, capsize=2, label=c)
+    ax.axhline(0.25, ls="--", color="gray", lw=1)
+    ax.set_xticks([x + w * (len(cs) - 1) / 2 for x in range(len(types))], [f"{qt.name} ({qt.hops})" for qt in types],
+                  rotation=30, ha="right")
+    ax.set_ylim(0, 1); ax.set_ylabel("held-out accuracy"); ax.set_title(title)
+    if cs: ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: the 1-hop bars reach the top
     return ax
 
 def plot_shares(shares: Sequence[dict], ax=None):

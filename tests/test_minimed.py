@@ -179,6 +179,10 @@ def test_same_seed_same_numbers(tmp_path, monkeypatch):
     b = run_seed(5, _tiny(), root=tmp_path / "b", log=None)
     assert set(a) == {"base", "ft_only"} and strip(a) == strip(b)
     assert 0 <= a["ft_only"]["medical"] <= 1 and "hop3" in a["ft_only"] and "general_en" in a["base"]
+    # every type has one question per held-out disease and form: a hop's accuracy is the mean of its types'
+    for h in (1, 2, 3):
+        types = [a["ft_only"][f"type_{qt.name}"] for qt in QUESTION_TYPES if qt.hops == h]
+        assert types and a["ft_only"][f"hop{h}"] == pytest.approx(sum(types) / len(types))
 
 
 def test_steps_come_after_the_step_they_start_from():
