@@ -555,15 +555,18 @@ def verdict_text(block: dict) -> str:
     return f"{'REPRODUCED' if block['reproduced'] else 'NOT reproduced'} ({how})"
 
 # %% ../nbs/71_minimed.experiments.ipynb #2c162bb0
+def _errbars(stats: Sequence[dict]) -> list[list[float]]:
+    "Matplotlib's [below, above] error lengths from {mean, ci} entries (one seed: a NaN interval, drawn as none)."
+    rows = [[s["mean"] - s["ci"][0] for s in stats], [s["ci"][1] - s["mean"] for s in stats]]
+    return [[0 if math.isnan(e) else e for e in row] for row in rows]
+
 def plot_conditions(summary: dict, conditions: Sequence[str], metric: str = "medical", ax=None, title: str = ""):
     "Bar chart of one metric per condition with 95% intervals across seeds; chance (25%) dashed."
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(7, 3))[1]
     cs = [c for c in conditions if c in summary and metric in summary[c]]
-    means = [summary[c][metric]["mean"] for c in cs]
-    err = [[m - summary[c][metric]["ci"][0] for m, c in zip(means, cs)], [summary[c][metric]["ci"][1] - m for m, c in zip(means, cs)]]
-    err = [[0 if math.isnan(e) else e for e in row] for row in err]
-    ax.bar(range(len(cs)), means, yerr=err, capsize=3, color="tab:blue")
+    stats = [summary[c][metric] for c in cs]
+    ax.bar(range(len(cs)), [s["mean"] for s in stats], yerr=_errbars(stats), capsize=3, color="tab:blue")
     ax.axhline(0.25, ls="--", color="gray", lw=1)
     ax.set_xticks(range(len(cs)), cs, rotation=30, ha="right"); ax.set_ylim(0, 1); ax.set_ylabel(metric); ax.set_title(title)
     return ax
@@ -590,10 +593,8 @@ def plot_types(summary: dict, conditions: Sequence[str], ax=None, title: str = "
     ax = ax or plt.subplots(figsize=(11, 3.8))[1]
     w = 0.8 / max(1, len(cs))
     for i, c in enumerate(cs):
-        ms = [summary[c][f"type_{qt.name}"]["mean"] for qt in types]
-        ci = [summary[c][f"type_{qt.name}"]["ci"] for qt in types]
-        err = [[0 if math.isnan(e) else e for e in row] for row in ([m - lo for m, (lo, _) in zip(ms, ci)], [hi - m for m, (_, hi) in zip(ms, ci)])]
-        ax.bar([x + i * w for x in range(len(types))], ms, w, yerr=err, capsize=2, label=c)
+        stats = [summary[c][f"type_{qt.name}"] for qt in types]
+        ax.bar([x + i * w for x in range(len(types))], [s["mean"] for s in stats], w, yerr=_errbars(stats), capsize=2, label=c)
     ax.axhline(0.25, ls="--", color="gray", lw=1)
     ax.set_xticks([x + w * (len(cs) - 1) / 2 for x in range(len(types))], [f"{qt.name} ({qt.hops})" for qt in types],
                   rotation=30, ha="right")
