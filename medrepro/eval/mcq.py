@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 from ..core import MedreproError, Registry, read_jsonl, run_metadata, save_json, write_jsonl, write_run_metadata
+from ..models import model_provenance
 from ..data.prompts import get_template, mcq_prompt, template_for_language
 from ..data.records import MCQ, RecordError
 from .stats import DEFAULT_BREAKDOWNS, answer_key, score_samples
@@ -488,7 +489,7 @@ def write_eval(result: EvalResult, out_dir: str | Path, benchmark: dict | None =
     write_jsonl(result.samples, out / "samples.jsonl")
     params = {"protocol": result.protocol, "benchmark": benchmark, **extra}
     meta = run_metadata(params)
-    write_run_metadata(out, params)
+    write_run_metadata(out, params, model=model_provenance(result.protocol.get("model") or ""))
     return save_json({"model": result.protocol.get("model"), "benchmark": benchmark, "protocol": result.protocol,
                       **extra, **result.metrics, "run": meta}, out / "metrics.json")
 
