@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 # %% auto #0
-__all__ = ['SECRET_WORDS', 'TRACKED_PACKAGES', 'MedreproError', 'UnknownNameError', 'repo_root', 'medrepro_home', 'home_dir',
-           'seed_everything', 'Registry', 'canonical_json', 'params_hash', 'file_hash', 'atomic_write_text',
+__all__ = ['SECRET_WORDS', 'TRACKED_PACKAGES', 'MedreproError', 'UnknownNameError', 'repo_root', 'medrepro_home', 'data_root',
+           'home_dir', 'seed_everything', 'Registry', 'canonical_json', 'params_hash', 'file_hash', 'atomic_write_text',
            'save_json', 'load_json', 'scrub_secrets', 'package_versions', 'git_info', 'run_metadata',
            'write_run_metadata', 'read_jsonl', 'write_jsonl', 'load_yaml']
 
@@ -39,6 +39,11 @@ def medrepro_home() -> Path:
     else: home = Path("~/.cache/medrepro").expanduser()
     home.mkdir(parents=True, exist_ok=True)
     return home
+
+def data_root() -> Path:
+    "Where the original dataset releases live: $MEDREPRO_DATA, else MEDREPRO_HOME/data."
+    env = os.environ.get("MEDREPRO_DATA")
+    return Path(env).expanduser() if env else medrepro_home() / "data"
 
 def home_dir(*parts: str) -> Path:
     "A sub-folder of `medrepro_home()` (created on demand), e.g. `home_dir('models')`."

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
-from .core import (MedreproError, atomic_write_text, file_hash, load_json, load_yaml, medrepro_home,
+from .core import (MedreproError, atomic_write_text, data_root, file_hash, load_json, load_yaml, medrepro_home,
                            params_hash, repo_root, save_json, write_run_metadata)
 
 # %% auto #0
@@ -39,10 +39,11 @@ def runs_root() -> Path:
     return root / "runs" if root is not None else medrepro_home() / "runs"
 
 def data_path(p: str | Path) -> Path:
-    "A data path from a parameter: absolute as is, relative to the checkout (not the kernel's working folder) otherwise."
+    "A data path from a parameter: absolute as is; `data/...` under `data_root()`; else relative to the checkout."
     p = Path(p).expanduser()
-    if p.is_absolute() or repo_root() is None: return p
-    return repo_root() / p
+    if p.is_absolute(): return p
+    if p.parts[:1] == ("data",): return data_root().joinpath(*p.parts[1:])  # original releases, wherever the user keeps them
+    return p if repo_root() is None else repo_root() / p  # bundled fixtures, not the kernel's working folder
 
 # %% ../nbs/60_paper.ipynb #14429aa2
 def deep_merge(base: dict, over: dict) -> dict:
