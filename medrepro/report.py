@@ -8,11 +8,14 @@ import base64, csv, html, io, json, math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
+from .cli import cli_parser
 from .core import MedreproError, atomic_write_text, load_json, save_json
+from .tables import TIERS, discover_tables, notebook_out_dir, report_tables, runs_root, table_spec
 
 # %% auto #0
-__all__ = ['TIER_NOTES', 'COLUMNS', 'SUMMARY_COLUMNS', 'ResultRow', 'pct', 'Results', 'TableEntry', 'load_run', 'collect_entries',
-           'tier_note', 'table_rows', 'provenance', 'render_html', 'render_markdown', 'write_report', 'report_cmd']
+__all__ = ['TIER_NOTES', 'COLUMNS', 'SUMMARY_COLUMNS', 'METRIC_COLUMNS', 'ResultRow', 'pct', 'Results', 'TableEntry', 'load_run',
+           'collect_entries', 'tier_note', 'table_rows', 'provenance', 'render_html', 'render_markdown', 'write_report',
+           'report_cmd', 'table_results', 'protocol_text', 'add_eval_rows', 'comparison_figure']
 
 # %% ../nbs/50_report.ipynb #98561c95
 @dataclass
@@ -301,15 +304,69 @@ def write_report(tier_dir: str | Path, tier: str, tables: Iterable[dict] = ()) -
 # %% ../nbs/50_report.ipynb #36ab1d95
 def report_cmd(argv: list[str]) -> int:
     "CLI: render the reproduction report of a tier."
-    from medrepro.cli import cli_parser
-    from medrepro import paper
     p = cli_parser("report", "Render runs/<tier>/report.html and report.md from the runs of a tier.")
-    p.add_argument("--tier", default="smoke", choices=paper.TIERS, help="which tier's runs to report")
+    p.add_argument("--tier", default="smoke", choices=TIERS, help="which tier's runs to report")
     p.add_argument("--runs-dir", default=None, help="folder holding <tier>/<paper>/<table> runs (default: runs/)")
     p.add_argument("--params-dir", default=None, help="parameter files with the published numbers (default: params/)")
     p.add_argument("--nbs-dir", default=None, help="notebooks the parameter files name (default: nbs/)")
     a = p.parse_args(argv)
-    tier_dir = Path(a.runs_dir or paper.runs_root()) / a.tier
-    h, m = write_report(tier_dir, a.tier, paper.report_tables(paper.discover_tables(a.params_dir, a.nbs_dir)))
+    tier_dir = Path(a.runs_dir or runs_root()) / a.tier
+    h, m = write_report(tier_dir, a.tier, report_tables(discover_tables(a.params_dir, a.nbs_dir)))
     print(f"report: {h}\n        {m}")
     return 0
+
+# %% ../nbs/50_report.ipynb #a01597f4
+def table_results(paper: str, table: str, tier: str, out_dir: str | Path | None, params_dir: str | Path | None = None):
+    "A `medrepro.report.Results` for a table, with its title and published numbers from the params file."
+    spec = table_spec(paper, table, params_dir)
+    res = Results(paper, table, tier, notebook_out_dir(out_dir, paper, table, tier), published=spec.published, title=spec.title)
+    if tier == "smoke": res.note("smoke tier: tiny random models and a few fixture questions; the numbers are noise")
+    return res
+
+def protocol_text(protocol: dict) -> str:
+    "A one-line description of an evaluation protocol (the kwargs given to medrepro.eval.mcq.evaluate)."
+    p = dict(protocol)
+    mode = p.pop("mode", "generate")
+    parts = [mode]
+    if mode == "generate": parts.append(f"greedy, {p.pop('max_new_tokens', 256)} new tokens")
+    else: parts.append(f"scoring {p.pop('scoring', 'letter')}")
+    parts.append(f"{len(p.pop('shots', ())) if isinstance(p.get('shots'), (list, tuple)) else p.pop('shots', 0)}-shot")
+    p.pop("extractor", None)
+    parts += [f"{k} {v}" for k, v in sorted(p.items())]
+    return ", ".join(str(x) for x in parts)
+
+METRIC_COLUMNS = {"acc": "accuracy", "f1": "f1_weighted"}  # paper column -> medrepro.eval.stats metric name
+
+def add_eval_rows(res, row: str, metrics: dict, columns: dict = METRIC_COLUMNS, protocol: dict | None = None, **kw) -> list:
+    "Add one result row per paper column from an evaluator's metrics dict (fractions -> percent, with CIs)."
+    protocol = protocol or {}
+    kw.setdefault("protocol", protocol_text(protocol))
+    kw.setdefault("extractor", protocol.get("extractor", "") if protocol.get("mode", "generate") == "generate" else "")
+    if metrics.get("guessed"):  # answers the extractor only reached by breaking a tie: a reviewer must see how many
+        kw["note"] = "; ".join(x for x in (kw.get("note", ""), f"guessed {metrics['guessed']} (strict acc {pct(metrics.get('accuracy_strict', 0))})") if x)
+    out = []
+    for col, name in columns.items():
+        if name not in metrics: continue
+        ci = metrics.get(f"{name}_ci")
+        out.append(res.add(row, col, pct(metrics[name]), ci=None if ci is None else (pct(ci[0]), pct(ci[1])),
+                           n=metrics.get("n"), **kw))
+    return out
+
+# %% ../nbs/50_report.ipynb #d18f3ad3
+def comparison_figure(res, metric: str, title: str = "", rows: list[str] | None = None):
+    "Grouped bars, published vs ours (with 95% CI), for `metric` of a Results; returns the figure."
+    import matplotlib.pyplot as plt, numpy as np
+    rr = [r for r in res.rows if r.metric == metric and (rows is None or r.row in rows)]
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(rr) + 1), 3.2))
+    x = np.arange(len(rr))
+    pub = [np.nan if r.published is None else r.published for r in rr]
+    ours = [np.nan if r.value is None else r.value for r in rr]
+    err = np.array([[0 if r.ci_low is None or r.value is None else r.value - r.ci_low for r in rr],
+                    [0 if r.ci_high is None or r.value is None else r.ci_high - r.value for r in rr]])
+    ax.bar(x - 0.2, pub, 0.4, label="published", color="#9aa7b8")
+    ax.bar(x + 0.2, ours, 0.4, yerr=err, capsize=3, label=f"ours ({res.tier})", color="#3a7bd5")
+    ax.set_xticks(x, [r.row for r in rr], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(f"{metric} (%)"); ax.set_ylim(0, 100); ax.legend(fontsize=8)
+    ax.set_title(title or f"{res.paper} {res.table}: {metric}", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -2,9 +2,10 @@
 import shutil, subprocess, sys, warnings
 import pytest
 from medrepro.core import MedreproError, UnknownNameError
-from medrepro.data.benchmarks import (BENCHMARKS, BENCHMARK_GROUPS, BenchmarkSpec, benchmark_path, check_specs, fewshot_for,
+from medrepro.data.benchmarks import (BENCHMARKS, BENCHMARK_GROUPS, BenchmarkSpec, benchmark_path, fewshot_for,
                                       fixtures_dir, get_benchmark, load_benchmark, load_fewshot)
 from medrepro.data.records import MCQ
+from medrepro.eval.benchmarks import check_specs
 
 REQUIRED = ["cmexam_test", "medqa_usmle_4opt", "medqa_mcmle", "medmcqa_dev", "pubmedqa", "mmlu_medical", "cmmlu_medical",
             "ceval_medical", "cmb", "pharmacist_2023"] + [f"mmedbench_{l}" for l in ("en", "zh", "ja", "fr", "ru", "es")]
@@ -17,7 +18,6 @@ def test_every_paper_benchmark_has_a_spec():
 
 
 def test_specs_reference_existing_templates_extractors_metrics_and_fixtures():
-    pytest.importorskip("medrepro.data.prompts")
     assert check_specs() == []
 
 

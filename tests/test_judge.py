@@ -1,5 +1,5 @@
 """Pairwise judging: both orders, 10/0 and 5/5 scoring, win/tie/loss with intervals, unparsed replies, the CLI."""
-import json, sys, pathlib
+import json, subprocess, sys, pathlib
 import pytest
 from medrepro.core import MedreproError
 from medrepro.data.records import RecordError
@@ -111,3 +111,25 @@ def test_judge_cli_with_a_local_hf_judge_counts_unparsed(tmp_path, capsys):
     assert s["n"] == 2 and s["unparsed"] + s["judged"] == 2
     saved = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert saved["protocol"]["judge"]["kind"] == "hf" and saved["protocol"]["max_tokens"] == 6
+
+
+def test_importing_the_library_registers_no_judge():
+    """The offline stand-in judge is found by name through `judge_backend`; no import adds it to a registry."""
+    code = ("import medrepro.paper, medrepro.report, medrepro.eval.judge\n"
+            "from medrepro.data.llm import RESPONDERS\n"
+            "print('length_judge' in RESPONDERS.names())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
+
+
+def test_length_judge_by_name_through_judge_backend_and_the_cli(tmp_path, capsys):
+    from medrepro.cli import main
+    from medrepro.eval.judge import judge_backend, judge_messages
+    reply = judge_backend("function", "length_judge").chat_many([judge_messages("Q?", "short", "a much longer answer")])[0]
+    assert reply.text.endswith("Verdict: 2")
+    items = _items(1, 0, 0)
+    _write(tmp_path / "a.jsonl", [{"id": it["id"], "question": it["question"], "output": "a long and detailed answer"} for it in items])
+    _write(tmp_path / "b.jsonl", [{"id": it["id"], "output": "short"} for it in items])
+    rc = main(["eval", "judge", "--a", str(tmp_path / "a.jsonl"), "--b", str(tmp_path / "b.jsonl"), "--backend", "function",
+               "--model", "length_judge", "--cache", "none", "--out", str(tmp_path / "o"), "--json", "--n-boot", "10"])
+    assert rc == 0 and json.loads(capsys.readouterr().out)["win"] == 1.0

@@ -6,7 +6,8 @@ import pytest
 
 from medrepro import paper
 from medrepro.cli import main
-from medrepro.core import MedreproError, load_json
+from medrepro.core import MedreproError, file_hash, load_json
+from medrepro.tables import check_spec, deep_merge, load_spec, notebook_parameters, resolve_params
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "paper"
 
@@ -19,29 +20,29 @@ def tables(tmp_path):
 
 
 def spec(tables, name="ok"):
-    return paper.load_spec(tables / "params" / "demo" / f"{name}.yaml", tables / "nbs")
+    return load_spec(tables / "params" / "demo" / f"{name}.yaml", tables / "nbs")
 
 
 def test_deep_merge_keeps_nested_base_keys_and_replaces_lists():
     base = {"train": {"lr": 1e-4, "steps": 10}, "models": ["a", "b"], "seed": 0}
-    merged = paper.deep_merge(base, {"train": {"steps": 2}, "models": ["c"]})
+    merged = deep_merge(base, {"train": {"steps": 2}, "models": ["c"]})
     assert merged == {"train": {"lr": 1e-4, "steps": 2}, "models": ["c"], "seed": 0}
     assert base["train"]["steps"] == 10  # the base is not mutated
 
 
 def test_tiers_resolve_over_the_base(tables):
     s = spec(tables)
-    assert paper.resolve_params(s, "smoke") == {"n_points": 4, "label": "demo row", "data_file": None, "fail": False}
-    assert paper.resolve_params(s, "full")["n_points"] == 1000
+    assert resolve_params(s, "smoke") == {"n_points": 4, "label": "demo row", "data_file": None, "fail": False}
+    assert resolve_params(s, "full")["n_points"] == 1000
     with pytest.raises(MedreproError, match="no 'mini:' block"):
-        paper.resolve_params(s, "mini")
+        resolve_params(s, "mini")
 
 
 def test_unknown_parameter_is_rejected_with_a_suggestion(tables):
     f = tables / "params" / "demo" / "ok.yaml"
     f.write_text(f.read_text().replace("  n_points: 1000", "  n_pionts: 1000"))
     with pytest.raises(MedreproError, match=r"unknown parameter 'n_pionts' \(did you mean 'n_points'\?\)") as e:
-        paper.resolve_params(spec(tables), "full")
+        resolve_params(spec(tables), "full")
     assert "ok.yaml (full)" in str(e.value)
 
 
@@ -49,7 +50,7 @@ def test_yaml_number_read_as_string_is_rejected(tables):
     f = tables / "params" / "demo" / "ok.yaml"
     f.write_text(f.read_text().replace("  n_points: 4", "  n_points: 1e4"))  # YAML 1.1: a string
     with pytest.raises(MedreproError, match="expected int"):
-        paper.resolve_params(spec(tables), "smoke")
+        resolve_params(spec(tables), "smoke")
 
 
 def test_driver_keys_cannot_be_set_in_a_params_file(tables):
@@ -63,7 +64,7 @@ def test_missing_notebook_key_is_an_error(tmp_path):
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "t.yaml").write_text("title: x\nsmoke: {}\n")
     with pytest.raises(MedreproError, match="missing 'notebook:'"):
-        paper.load_spec(tmp_path / "p" / "t.yaml")
+        load_spec(tmp_path / "p" / "t.yaml")
 
 
 def test_parameters_tag_survives_nbdev_clean(tmp_path):
@@ -77,7 +78,7 @@ def test_parameters_tag_survives_nbdev_clean(tmp_path):
     subprocess.run([str(Path(sys.executable).parent / "nbdev_clean"), "--fname", str(nb)], cwd=root, check=True, timeout=120)
     cell = json.loads(nb.read_text())["cells"][1]
     assert cell["metadata"] == {"tags": ["parameters"]}
-    assert set(paper.notebook_parameters(nb)) == {"n_points", "data_file", "fail", "label", "tier", "out_dir"}
+    assert set(notebook_parameters(nb)) == {"n_points", "data_file", "fail", "label", "tier", "out_dir"}
 
 
 def test_notebook_without_parameters_cell_is_reported(tmp_path):
@@ -85,14 +86,14 @@ def test_notebook_without_parameters_cell_is_reported(tmp_path):
     raw["cells"][1]["metadata"] = {}
     (tmp_path / "x.ipynb").write_text(json.dumps(raw))
     with pytest.raises(MedreproError, match="no cell tagged 'parameters'"):
-        paper.notebook_parameters(tmp_path / "x.ipynb")
+        notebook_parameters(tmp_path / "x.ipynb")
 
 
 def test_check_spec_flags_undocumented_notebook_parameters(tables):
-    assert paper.check_spec(spec(tables)) == []
+    assert check_spec(spec(tables)) == []
     f = tables / "params" / "demo" / "ok.yaml"
     f.write_text(f.read_text().replace("label: demo row\n", ""))
-    assert any("missing from base/smoke: label" in p for p in paper.check_spec(spec(tables)))
+    assert any("missing from base/smoke: label" in p for p in check_spec(spec(tables)))
 
 
 def test_kernel_falls_back_to_python3():
@@ -121,7 +122,7 @@ def test_run_writes_results_figure_metadata_and_skips_when_unchanged(tables, tmp
     assert (out / "line.png").stat().st_size > 0 and (out / "results.csv").exists() and (out / "demo_table.ipynb").exists()
     run = load_json(out / "run.json")
     assert run["status"] == "ok" and run["tier"] == "smoke" and run["params"] == {"n_points": 4, "label": "demo row", "data_file": str(data), "fail": False}
-    assert run["data_hashes"] == {str(data): paper.file_hash(data)} and run["git_sha"] is not None and run["versions"]["papermill"]
+    assert run["data_hashes"] == {str(data): file_hash(data)} and run["git_sha"] is not None and run["versions"]["papermill"]
     assert "n_points: 4" in (out / "params.yaml").read_text()
     executed = json.loads((out / "demo_table.ipynb").read_text())
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
@@ -294,20 +295,19 @@ def test_a_tier_block_may_name_its_own_self_contained_notebook(tables, tmp_path)
     f = tables / "params" / "demo" / "ok.yaml"
     f.write_text(f.read_text() + "mini:\n  notebook: demo_table.ipynb\n  n_points: 7\n")
     s = spec(tables)
-    assert s.notebook_for("mini").name == "demo_table.ipynb" and paper.check_spec(s) == []
-    assert paper.resolve_params(s, "mini") == {"n_points": 7}  # the base (label, ...) is not merged in
+    assert s.notebook_for("mini").name == "demo_table.ipynb" and check_spec(s) == []
+    assert resolve_params(s, "mini") == {"n_points": 7}  # the base (label, ...) is not merged in
     r = paper.run_table(s, "mini", tmp_path / "runs")
     assert r.status == "ok", r.error
     row = load_json(r.out_dir / "results.json")["rows"][0]
     assert row["value"] == 7.0 and row["row"] == "demo row"  # the notebook's own default label
     f.write_text(f.read_text().replace("  n_points: 7", "  n_pionts: 7"))
     with pytest.raises(MedreproError, match="unknown parameter 'n_pionts'"):
-        paper.resolve_params(spec(tables), "mini")
+        resolve_params(spec(tables), "mini")
 
 
 def test_eval_rows_say_how_many_answers_were_guessed(tmp_path):
-    from medrepro.paper import add_eval_rows
-    from medrepro.report import Results
+    from medrepro.report import Results, add_eval_rows
     res = Results("guo2023", "table2", "smoke", tmp_path)
     metrics = {"n": 6, "accuracy": 0.5, "accuracy_ci": [0.1, 0.9], "guessed": 2, "accuracy_strict": 0.25}
     row = add_eval_rows(res, "x", metrics, protocol={"mode": "generate", "extractor": "guo2023"}, note="unparsed 0")[0]

@@ -15,7 +15,7 @@ from .sources import LOADERS, load
 # %% auto #0
 __all__ = ['BENCHMARKS', 'MMLU_MEDICAL', 'CMMLU_MEDICAL', 'CEVAL_MEDICAL', 'MMEDBENCH_FILES', 'BENCHMARK_GROUPS', 'BenchmarkSpec',
            'get_benchmark', 'fixtures_dir', 'default_data_dir', 'benchmark_path', 'load_benchmark', 'load_fewshot',
-           'fewshot_for', 'check_specs']
+           'fewshot_for']
 
 # %% ../../nbs/15_data.benchmarks.ipynb #f5798b01
 @dataclass(frozen=True)
@@ -187,20 +187,3 @@ def fewshot_for(q: MCQ, pool: Sequence[MCQ], k: int) -> list[MCQ]:
     same = lambda s: s.meta.get("subject") == q.meta.get("subject")
     cands = [s for s in pool if _norm_text(s.question) != _norm_text(q.question)]
     return (sorted(cands, key=lambda s: not same(s)))[:k]
-
-# %% ../../nbs/15_data.benchmarks.ipynb #cafcaae9
-def check_specs(specs: Sequence[BenchmarkSpec] | None = None) -> list[str]:
-    "Problems with the names the specs refer to (empty list when all resolve)."
-    from medrepro.data.prompts import PROMPTS
-    problems = []
-    try:
-        from medrepro.eval.mcq import EXTRACTORS
-        from medrepro.eval.stats import METRICS
-    except ImportError: EXTRACTORS, METRICS = None, None
-    for s in specs or [s for _, s in BENCHMARKS.items()]:
-        if s.format not in LOADERS: problems.append(f"{s.name}: unknown format {s.format!r}")
-        if s.template not in PROMPTS: problems.append(f"{s.name}: unknown template {s.template!r}")
-        if EXTRACTORS is not None and s.extractor not in EXTRACTORS: problems.append(f"{s.name}: unknown extractor {s.extractor!r}")
-        if METRICS is not None: problems += [f"{s.name}: unknown metric {m!r}" for m in s.metrics if m not in METRICS]
-        if not (fixtures_dir() / s.smoke).exists(): problems.append(f"{s.name}: smoke fixture {s.smoke!r} missing")
-    return problems

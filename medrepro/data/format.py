@@ -11,7 +11,8 @@ from .records import MCQ, Document, Pair
 
 # %% auto #0
 __all__ = ['TEMPLATES', 'IGNORE', 'PairTemplate', 'render_pair', 'MaskingError', 'encode_pair', 'encode_document', 'as_pair',
-           'encode_records', 'Packed', 'pack', 'packed_logits_match', 'collate', 'tokenize_and_pack']
+           'encode_records', 'questions_for_style', 'Packed', 'pack', 'packed_logits_match', 'collate',
+           'tokenize_and_pack']
 
 # %% ../../nbs/14_data.format.ipynb #0fe02098
 @dataclass(frozen=True)
@@ -118,6 +119,13 @@ def encode_records(records: Sequence[Pair | MCQ | Document], tokenizer, template
             p = as_pair(r, mcq_style)
             out.append(encode_pair(p, tokenizer, mcq_template if p.meta.get("template") else template, max_length))
     return out
+
+# %% ../../nbs/14_data.format.ipynb #40b87d2a
+def questions_for_style(questions: list, style: str) -> tuple[list, int]:
+    "Questions usable as training targets of `style` (explanation styles need an explanation), and how many were dropped."
+    if style == "answer": return list(questions), 0
+    kept = [q for q in questions if (q.explanation or "").strip()]
+    return kept, len(questions) - len(kept)
 
 # %% ../../nbs/14_data.format.ipynb #02787c7c
 @dataclass

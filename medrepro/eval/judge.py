@@ -12,10 +12,12 @@ from typing import Any, Sequence
 import numpy as np
 from ..core import MedreproError, Registry, read_jsonl, run_metadata, save_json, write_jsonl
 from ..data.records import RecordError
+from ..cli import cli_parser
+from ..data.llm import LLMBackend, add_backend_args, backend_from_args, get_backend
 
 # %% auto #0
-__all__ = ['JUDGE_TEMPLATES', 'SCORES', 'JudgeTemplate', 'judge_messages', 'parse_verdict', 'JudgeResult', 'judge_pairs',
-           'summarize', 'pair_items', 'judge_cmd']
+__all__ = ['JUDGE_TEMPLATES', 'SCORES', 'JUDGES', 'JudgeTemplate', 'judge_messages', 'parse_verdict', 'JudgeResult',
+           'judge_pairs', 'summarize', 'length_judge', 'judge_backend', 'pair_items', 'judge_cmd']
 
 # %% ../../nbs/41_eval.judge.ipynb #0c8e727d
 @dataclass(frozen=True)
@@ -120,6 +122,21 @@ def summarize(samples: Sequence[dict], n_boot: int = 1000, seed: int = 0) -> dic
     out["mean_points_a"] = float(np.mean([s["points_a"] for s in judged])) if judged else float("nan")
     return out
 
+# %% ../../nbs/41_eval.judge.ipynb #25c2c233
+_ANSWER = re.compile(r"\[(?:Answer |回答)(1|2)\]\n(.*?)\n\[(?:End of answer |回答)\1(?:结束)?\]", re.S)
+
+def length_judge(messages: list[dict]) -> str:
+    "A deterministic offline stand-in judge: the answer with more distinct words wins ('Verdict: 1|2|tie')."
+    found = dict(_ANSWER.findall(messages[-1]["content"]))
+    n1, n2 = (len(set(found.get(k, "").split())) + len(set(found.get(k, ""))) for k in ("1", "2"))
+    return f"Answer {1 if n1 > n2 else 2} has more content.\nVerdict: {1 if n1 > n2 else 2}" if n1 != n2 else "Equal.\nVerdict: tie"
+
+JUDGES = {"length_judge": length_judge}  # offline stand-in judges, by the name a params file or --model gives
+
+def judge_backend(kind: str, model: str, **kw) -> LLMBackend:
+    "The judge's backend: `get_backend`, where kind 'function' also knows the stand-ins of `JUDGES` by name."
+    return get_backend(kind, JUDGES.get(model, model) if kind == "function" else model, **kw)
+
 # %% ../../nbs/41_eval.judge.ipynb #634b2753
 def _read_answers(path: str | Path) -> dict[str, dict]:
     out: dict[str, dict] = {}
@@ -141,8 +158,6 @@ def pair_items(a: dict[str, dict], b: dict[str, dict], questions: dict[str, str]
 
 def judge_cmd(argv: list[str]) -> int:
     "CLI: pairwise LLM-judge comparison of two systems' answers."
-    from medrepro.cli import cli_parser
-    from medrepro.data.unify import add_backend_args, backend_from_args
     p = cli_parser("eval judge", "Compare two systems' answers with an LLM judge, in both orders.")
     p.add_argument("--a", required=True, help="system A answers: jsonl with id, output (and question)")
     p.add_argument("--b", required=True, help="system B answers: jsonl with id, output")
@@ -159,6 +174,7 @@ def judge_cmd(argv: list[str]) -> int:
     qs = {str(r["id"]): r["question"] for r in read_jsonl(a.questions)} if a.questions else None
     items = pair_items(A, B, qs)
     if not items: raise MedreproError(f"{a.a} and {a.b} share no ids")
+    if a.backend == "function": a.model = JUDGES.get(a.model, a.model)  # the offline stand-ins, by name
     backend = backend_from_args(a)
     try: r = judge_pairs(backend, items, a.template, a.max_tokens, 0.0, a.n_boot, a.seed)
     finally: backend.close()

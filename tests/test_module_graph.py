@@ -1,0 +1,42 @@
+"""medrepro's module graph: no import circle (a lazy import inside a function counts too), and the detector can fail."""
+import importlib.util, subprocess, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("module_graph", ROOT / "tools" / "module_graph.py")
+mg = importlib.util.module_from_spec(_spec)
+sys.modules["module_graph"] = mg  # dataclasses look their module up
+_spec.loader.exec_module(mg)
+
+
+def test_medrepro_has_no_import_circle():
+    modules, edges = mg.module_edges(ROOT)
+    assert {"medrepro.core", "medrepro.tables", "medrepro.report", "medrepro.paper"} <= set(modules)
+    assert mg.find_cycles(modules, edges) == []
+
+
+def test_report_sits_above_tables_and_below_the_driver():
+    _, edges = mg.module_edges(ROOT)
+    deps = lambda m: {e.dst for e in edges if e.src == m}
+    assert "medrepro.tables" in deps("medrepro.report") and "medrepro.paper" not in deps("medrepro.report")
+    assert deps("medrepro.tables") == {"medrepro.core"}
+    assert not any(d.startswith("medrepro.eval") for d in deps("medrepro.data.benchmarks"))
+
+
+def _package(root: Path, files: dict) -> Path:
+    for name, text in files.items():
+        p = root / "medrepro" / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return root
+
+
+def test_a_circle_through_a_lazy_relative_import_is_found(tmp_path):
+    root = _package(tmp_path, {"__init__.py": "", "a.py": "from .sub.b import f\n",
+                               "sub/__init__.py": "", "sub/b.py": "def f():\n    from ..a import g\n", "c.py": "from medrepro import a\n"})
+    modules, edges = mg.module_edges(root)
+    assert {(e.src, e.dst, e.lazy) for e in edges} == {("medrepro.a", "medrepro.sub.b", False), ("medrepro.sub.b", "medrepro.a", True),
+                                                        ("medrepro.c", "medrepro.a", False)}
+    assert mg.find_cycles(modules, edges) == [["medrepro.a", "medrepro.sub.b"]]
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "module_graph.py"), "--root", str(root)], capture_output=True, text=True)
+    assert out.returncode == 1 and "circle: a <-> sub.b" in out.stdout
