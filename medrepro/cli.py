@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, difflib, importlib, sys
 from typing import Callable, NoReturn, Sequence
-from .core import MedreproError
+from .core import MedreproError, package_versions
 
 # %% auto #0
 __all__ = ['COMMANDS', 'CliParser', 'cli_parser', 'version_cmd', 'main']
@@ -67,7 +67,6 @@ def _load(target: str) -> Callable[[list[str]], int] | None:
 def version_cmd(argv: list[str]) -> int:
     "Print medrepro's version and those of the packages that decide results."
     cli_parser("version", "Print versions.").parse_args(argv)
-    from medrepro.core import package_versions
     for k, v in package_versions().items(): print(f"{k} {v or '(not installed)'}")
     return 0
 

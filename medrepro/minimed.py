@@ -8,8 +8,11 @@ import csv, json, random, re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
-from .core import MedreproError, atomic_write_text, params_hash, save_json, write_jsonl
+from .core import atomic_write_text, file_hash, home_dir, MedreproError, params_hash, save_json, write_jsonl
 from .data.records import LETTERS, MCQ, Document, Pair
+from .models import build_model, build_tokenizer, ModelSize
+from .cli import cli_parser
+from .data.prompts import PROMPTS
 
 # %% auto #0
 __all__ = ['SYLLABLES', 'KIND_SUFFIXES', 'DEPARTMENTS', 'FACT_TEMPLATES', 'MEDICAL_RELATIONS', 'GENERAL_RELATIONS',
@@ -436,7 +439,6 @@ def build_minimed_tokenizer(world: World, vocab_size: int = 1536,  # BPE part: M
     "Byte-level BPE trained on `world`'s text (names removed) + every name as one added token; deterministic."
     import tempfile
     from tokenizers import AddedToken
-    from medrepro.models import build_tokenizer
     names = name_strings(world)
     extra = [x for x in extra for _ in range(50)]  # wording in every prompt: weight it so BPE merges it first
     text = "\n".join(_strip_names(t, names) for t in tokenizer_texts(world, extra))
@@ -449,14 +451,11 @@ def build_minimed_tokenizer(world: World, vocab_size: int = 1536,  # BPE part: M
 # %% ../nbs/70_minimed.ipynb #5f8b827f
 def minimed_model_size(tokenizer, hidden: int = 128, layers: int = 4, max_positions: int = 512):
     "The `ModelSize` of a MiniMed model for `tokenizer`."
-    from medrepro.models import ModelSize
     return ModelSize(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
                      num_key_value_heads=2, intermediate_size=hidden * 11 // 4, max_position_embeddings=max_positions)
 
 def _prompt_texts() -> list[str]:
     "Wording of every registered MCQ prompt template, so the BPE part learns it."
-    try: from medrepro.data.prompts import PROMPTS
-    except ImportError: return []
     out = []
     for name in PROMPTS.names():
         t = PROMPTS.get(name)
@@ -465,7 +464,6 @@ def _prompt_texts() -> list[str]:
 
 def build_minimed_model(world: World, out: str | Path, seed: int = 0, hidden: int = 128, layers: int = 4) -> Path:
     "Save MiniMed's tokenizer and a randomly initialised Llama into `out` (loadable with `load_causal_lm`)."
-    from medrepro.models import build_model
     tok = build_minimed_tokenizer(world, extra=_prompt_texts())
     model = build_model(minimed_model_size(tok, hidden, layers), tok, seed=seed)
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
@@ -527,7 +525,6 @@ RECIPE_VERSION = 5  # bump when a change to this notebook (or the registered pro
 
 def build(seed: int = 0, out: str | Path | None = None, config: WorldConfig = WorldConfig()) -> Path:
     "Write the MiniMed world of `seed` (files + tokenizer + initial model + manifest) into `out`."
-    from medrepro.core import file_hash
     out = Path(out) if out is not None else world_dir(seed, config, build_missing=False)
     world = make_world(seed, config)
     paths = write_world(world, out)
@@ -541,7 +538,6 @@ def build(seed: int = 0, out: str | Path | None = None, config: WorldConfig = Wo
 def world_dir(seed: int = 0, config: WorldConfig = WorldConfig(), build_missing: bool = True) -> Path:
     "Cached folder of the world of `seed` under MEDREPRO_HOME/minimed, built on first use."
     import os, shutil, tempfile
-    from medrepro.core import home_dir
     out = home_dir("minimed") / f"seed{seed}-{params_hash({'config': asdict(config), 'recipe': RECIPE_VERSION})[:10]}"
     if not build_missing or (out / "manifest.json").exists(): return out
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
@@ -559,7 +555,6 @@ def load_world(path: str | Path) -> World:
 # %% ../nbs/70_minimed.ipynb #16c2f428
 def build_cmd(argv: list[str]) -> int:
     "CLI: `medrepro minimed build [--seed S] [--out DIR]`."
-    from medrepro.cli import cli_parser
     p = cli_parser("minimed build", "Write a MiniMed synthetic world (corpora, exams, tokenizer, initial model).")
     p.add_argument("--seed", type=int, default=0, help="world seed (same seed -> identical files)")
     p.add_argument("--out", default=None, help="output folder (default: the cache under MEDREPRO_HOME/minimed)")

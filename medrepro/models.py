@@ -10,6 +10,7 @@ from pathlib import Path
 from importlib.resources import files
 from functools import lru_cache
 from .core import MedreproError, Registry, home_dir, load_json, params_hash, save_json, seed_everything
+from .cli import cli_parser
 
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'CHAT_TEMPLATE', 'MODEL_SIZES', 'PRETRAINED', 'PEFT_METHODS', 'corpus_path', 'build_tokenizer',
@@ -210,7 +211,6 @@ def load_causal_lm(name_or_path: str | Path, dtype=None, **kw):
 # %% ../nbs/30_models.ipynb #5015f4d1
 def build_cmd(argv: list[str]) -> int:
     "CLI: build an embedded model (or convert a packaged one) and print its folder and parameter count."
-    from medrepro.cli import cli_parser
     p = cli_parser("models build", "Build an embedded model, or convert a packaged pretrained one, into MEDREPRO_HOME/models.")
     p.add_argument("--size", default="tiny", choices=MODEL_SIZES.names() + PRETRAINED.names(),
                    help="embedded model size, or a packaged pretrained model")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 from ..core import MedreproError, Registry
 from .records import MCQ, Document, Pair
+from .prompts import get_template, mcq_to_pair
 
 # %% auto #0
 __all__ = ['TEMPLATES', 'IGNORE', 'PairTemplate', 'render_pair', 'MaskingError', 'encode_pair', 'encode_document', 'as_pair',
@@ -49,7 +50,6 @@ def _mcq_delimiter(p: Pair) -> str:
     "The MCQ template delimiter for pairs made by `mcq_to_pair` ('' otherwise)."
     name = (p.meta or {}).get("template")
     if not name: return ""
-    from medrepro.data.prompts import get_template
     return get_template(name).delimiter
 
 def render_pair(p: Pair, template: str | PairTemplate = "alpaca", tokenizer=None) -> tuple[str, str]:
@@ -104,7 +104,6 @@ def as_pair(r: Pair | MCQ, mcq_style: str = "answer") -> Pair:
     "A Pair as is; an MCQ through `mcq_to_pair` (answer-only or with its explanation)."
     if isinstance(r, Pair): return r
     if isinstance(r, MCQ):
-        from medrepro.data.prompts import mcq_to_pair
         return mcq_to_pair(r, style=mcq_style)
     raise MedreproError(f"expected Pair or MCQ, got {type(r).__name__}")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 from ..core import MedreproError, Registry, canonical_json, home_dir
+from ..models import load_causal_lm, load_tokenizer
 
 # %% auto #0
 __all__ = ['RESPONDERS', 'BACKENDS', 'ChatResult', 'Usage', 'cache_key', 'ChatCache', 'LLMBackend', 'FunctionBackend',
@@ -348,7 +349,6 @@ class HFBackend(LLMBackend):
     def _load(self):
         if self._lm is None:
             import torch
-            from medrepro.models import load_causal_lm, load_tokenizer
             self._tok = load_tokenizer(self.model)
             self._tok.padding_side = "left"
             self._lm = load_causal_lm(self.model, dtype=getattr(torch, self.dtype) if self.dtype else None)

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 from ..core import MedreproError
 from .records import MCQ, Document, Pair
+from ..cli import cli_parser
+from .sources import load
+from .benchmarks import load_benchmark
 
 # %% auto #0
 __all__ = ['tokenize', 'record_text', 'OverlapResult', 'ngram_overlap', 'overlap_cmd']
@@ -92,8 +95,6 @@ def _print_report(d: dict[str, Any]) -> None:
 
 def overlap_cmd(argv: list[str]) -> int:
     "medrepro data overlap: n-gram contamination between training data and benchmark test sets."
-    from medrepro.cli import cli_parser
-    from medrepro.data.sources import load
     p = cli_parser("data overlap", "Flag benchmark questions that share an n-gram with the training data.")
     p.add_argument("--train", nargs=2, action="append", required=True, metavar=("FORMAT", "PATH"), help="training data (repeatable)")
     p.add_argument("--benchmark", action="append", default=[], help="registered benchmark name (repeatable)")
@@ -107,7 +108,6 @@ def overlap_cmd(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     a = p.parse_args(argv)
     if not a.benchmark and not a.test: p.error("give at least one --benchmark NAME or --test FORMAT PATH")
-    from medrepro.data.benchmarks import load_benchmark
     tests = {b: load_benchmark(b, smoke=a.smoke, data_dir=a.data_dir) for b in a.benchmark}
     tests.update({f"{fmt}:{path}": load(fmt, path).records for fmt, path in a.test})
     bad = [k for k, qs in tests.items() if qs and not isinstance(qs[0], MCQ)]

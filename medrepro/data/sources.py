@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 from ..core import MedreproError, Registry
 from .records import LETTERS, MCQ, Document, Pair, RecordError, parse_letters
+from ..cli import cli_parser
 
 # %% auto #0
 __all__ = ['LOADERS', 'PUBMEDQA_OPTIONS', 'Skipped', 'LoadResult', 'language_from_name', 'script_language', 'Loader', 'loader',
@@ -702,7 +703,6 @@ def _option_value(v: str) -> Any:
 
 def stats_cmd(argv: list[str]) -> int:
     "medrepro data stats: load a file or folder and summarise it."
-    from medrepro.cli import cli_parser
     p = cli_parser("data stats", "Load a benchmark or corpus file (or folder) and summarise it.")
     p.add_argument("path", help="file or folder")
     p.add_argument("--format", required=True, choices=LOADERS.names(), help="dataset format")

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 from pathlib import Path
 from ..core import MedreproError, read_jsonl
+from ..cli import cli_parser
 
 # %% auto #0
 __all__ = ['UNPARSED', 'METRICS', 'DEFAULT_BREAKDOWNS', 'answer_key', 'accuracy', 'f1_weighted', 'f1_macro',
@@ -200,7 +201,6 @@ def compare_eval(a: str | Path, b: str | Path, method: str = "mcnemar", n_boot: 
 def compare_cmd(argv: list[str]) -> int:
     "CLI: paired comparison of two saved evaluation runs."
     import json
-    from medrepro.cli import cli_parser
     p = cli_parser("eval compare", "Paired test of two evaluation runs on the same questions.")
     p.add_argument("a", help="run A: an eval output folder or its samples.jsonl")
     p.add_argument("b", help="run B")
