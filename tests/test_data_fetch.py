@@ -73,6 +73,16 @@ def test_fetch_git_at_pinned_commit_layout_and_lock(tmp_path, upstream, capsys):
     assert "different" in capsys.readouterr().out
 
 
+def test_failed_git_fetch_can_be_retried(tmp_path, upstream, capsys):
+    "A clone that fails (wrong URL, no network) leaves no state that blocks the next attempt."
+    bad = _git_release(upstream); bad["source"] = {**bad["source"], "url": (tmp_path / "nowhere").as_uri()}
+    dest = tmp_path / "data"
+    assert main(["data", "get", "toygit", "--dest", str(dest), "--manifest", str(_manifest(tmp_path, {"toygit": bad}))]) == 1
+    assert "git fetch failed" in capsys.readouterr().err
+    assert main(["data", "get", "toygit", "--dest", str(dest), "--manifest", str(_manifest(tmp_path, {"toygit": _git_release(upstream)}))]) == 0
+    assert (dest / "toygit" / "data" / "train.csv").read_text() == "q,a\n1,A\n"
+
+
 def test_fetch_archive_unpacks_into_layout(tmp_path, upstream):
     rel = {"title": "toy archive", "licence": "MIT", "source": {"kind": "url", "url": upstream["archive"].as_uri()},
            "pin_note": "test", "fetch": "auto", "into": "Bench", "strip_top": True, "files": {"Bench/Test/English.jsonl": None}}
@@ -203,6 +213,23 @@ def test_doc_data_section_matches_manifest():
     doc = (repo_root() / "docs" / "reproducing.md").read_text(encoding="utf-8")
     section = doc.split(F.DOC_START, 1)[1].split(F.DOC_END, 1)[0].strip()
     assert section == F.manifest_markdown(), "regenerate: python -c 'from medrepro.data.fetch import write_data_section; write_data_section(\"docs/reproducing.md\")'"
+
+
+def test_hub_release_offline_is_one_line_error(tmp_path, monkeypatch, capsys):
+    "A hub release that cannot be reached (offline here) fails with one line per release, never a traceback."
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rel = {"title": "hub", "licence": "x", "source": {"kind": "hub", "repo_id": "nobody/nothing", "revision": None},
+           "pin_note": "test", "fetch": "auto", "into": "hub", "files": {"hub/a.json": None}}
+    m = _manifest(tmp_path, {"hub": rel})
+    assert main(["data", "get", "hub", "--dest", str(tmp_path / "d"), "--manifest", str(m)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hub: error: hub download of nobody/nothing failed") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_unknown_tier_is_a_usage_error(tmp_path):
+    with pytest.raises(SystemExit) as e: main(["data", "get", "--check", "--tier", "ful", "--dest", str(tmp_path)])
+    assert e.value.code == 2
 
 
 @pytest.mark.network
