@@ -4,7 +4,7 @@
 
 # %% ../nbs/60_paper.ipynb #4112c5aa
 from __future__ import annotations
-import difflib, hashlib, shutil, sys, time
+import hashlib, shutil, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,13 +12,14 @@ from typing import Any, Callable, Iterable
 from .cli import cli_parser
 from .core import (MedreproError, atomic_write_text, file_hash, load_json, medrepro_home, params_hash, repo_root, save_json,
                            write_run_metadata)
+from .data.fetch import require_data
 from .report import write_report
 from .tables import (TIERS, TableSpec, data_path, discover_tables, params_root, report_tables,
-                             resolve_params, runs_root)
+                             resolve_params, runs_root, select_tables)
 
 # %% auto #0
 __all__ = ['KERNEL_START_TRIES', 'library_fingerprint', 'data_hashes', 'inputs_fingerprint', 'pick_kernel', 'TableRun',
-           'run_table', 'select_tables', 'reproduce', 'reproduce_cmd']
+           'run_table', 'reproduce', 'reproduce_cmd']
 
 # %% ../nbs/60_paper.ipynb #b7049bd5
 def library_fingerprint() -> str:
@@ -150,19 +151,6 @@ def run_table(spec: TableSpec, tier: str, runs_dir: str | Path, *, force: bool =
                            library_fingerprint=library_fingerprint(), data_hashes=hashes, kernel_start_retries=retries)
     return TableRun(spec.key, status, secs, out, err)
 
-# %% ../nbs/60_paper.ipynb #f9095383
-def select_tables(specs: list[TableSpec], papers: Iterable[str] = (), tables: Iterable[str] = ()) -> list[TableSpec]:
-    "The specs matching any of `papers` and any of `tables` (all when empty); unknown names raise."
-    papers, tables = list(papers), list(tables)
-    known_p = sorted({s.paper for s in specs})
-    known_t = sorted({s.key for s in specs} | {s.table for s in specs})
-    for name, known, kind in [(p, known_p, "paper") for p in papers] + [(t, known_t, "table") for t in tables]:
-        if name not in known:
-            close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-            raise MedreproError(f"unknown {kind} {name!r}" + (f"; did you mean {', '.join(map(repr, close))}?" if close else "")
-                                + f" (known: {', '.join(known)})")
-    return [s for s in specs if (not papers or s.paper in papers) and (not tables or s.key in tables or s.table in tables)]
-
 # %% ../nbs/60_paper.ipynb #b9ff3bc7
 def reproduce(specs: list[TableSpec], tier: str, runs_dir: str | Path, *, force: bool = False, prepare_only: bool = False,
               jobs: int = 1, kernel: str | None = None, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)
@@ -211,7 +199,6 @@ def reproduce_cmd(argv: list[str]) -> int:
     if not specs: raise MedreproError(f"no parameter files found under {a.params_dir or params_root()}")
     if a.list: _list(specs, a.tier, runs_dir); return 0
     if a.tier in ("full", "real") and not a.prepare_only:  # stop before any GPU hour if data is missing or of another version
-        from medrepro.data.fetch import require_data
         require_data(specs, a.tier, fallback=a.tier == "real")  # real falls back to bundled data: only wrong files stop it
     t0 = time.time()
     runs = reproduce(specs, a.tier, runs_dir, force=a.force, prepare_only=a.prepare_only, jobs=a.jobs, kernel=a.kernel)

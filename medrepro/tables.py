@@ -7,13 +7,13 @@ from __future__ import annotations
 import ast, copy, difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 from .core import MedreproError, data_root, load_yaml, medrepro_home, repo_root
 
 # %% auto #0
 __all__ = ['TIERS', 'META_KEYS', 'DRIVER_KEYS', 'params_root', 'notebooks_root', 'runs_root', 'data_path', 'deep_merge',
            'TableSpec', 'load_spec', 'discover_tables', 'table_spec', 'notebook_parameters', 'check_parameters',
-           'resolve_params', 'check_spec', 'report_tables', 'notebook_out_dir']
+           'resolve_params', 'check_spec', 'select_tables', 'report_tables', 'notebook_out_dir']
 
 # %% ../nbs/05_tables.ipynb #154a6ca8
 TIERS = ("smoke", "mini", "full")
@@ -178,6 +178,19 @@ def check_spec(spec: TableSpec) -> list[str]:
     undocumented = sorted(set(nbp) - documented)
     if undocumented: problems.append(f"{spec.params_file}: notebook parameters missing from base/smoke: {', '.join(undocumented)}")
     return problems
+
+# %% ../nbs/05_tables.ipynb #f9095383
+def select_tables(specs: list[TableSpec], papers: Iterable[str] = (), tables: Iterable[str] = ()) -> list[TableSpec]:
+    "The specs matching any of `papers` and any of `tables` (all when empty); unknown names raise."
+    papers, tables = list(papers), list(tables)
+    known_p = sorted({s.paper for s in specs})
+    known_t = sorted({s.key for s in specs} | {s.table for s in specs})
+    for name, known, kind in [(p, known_p, "paper") for p in papers] + [(t, known_t, "table") for t in tables]:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+            raise MedreproError(f"unknown {kind} {name!r}" + (f"; did you mean {', '.join(map(repr, close))}?" if close else "")
+                                + f" (known: {', '.join(known)})")
+    return [s for s in specs if (not papers or s.paper in papers) and (not tables or s.key in tables or s.table in tables)]
 
 # %% ../nbs/05_tables.ipynb #a7f0c012
 def report_tables(specs: list[TableSpec] | None = None) -> list[dict]:

@@ -7,7 +7,7 @@ import pytest, yaml
 from medrepro.cli import main
 from medrepro.core import MedreproError, repo_root
 from medrepro.data import fetch as F
-from medrepro.paper import discover_tables, select_tables
+from medrepro.tables import discover_tables, select_tables
 
 sha = lambda b: hashlib.sha256(b).hexdigest()
 

@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
+from ..cli import cli_parser
 from ..core import MedreproError, atomic_write_text, data_root, file_hash, load_yaml
+from .benchmarks import get_benchmark
+from ..tables import TIERS, deep_merge, discover_tables, select_tables
 
 # %% auto #0
 __all__ = ['FETCH_MODES', 'SOURCE_KINDS', 'LOCK_NAME', 'BAD', 'DOC_START', 'DOC_END', 'Release', 'manifest_file', 'load_manifest',
@@ -119,7 +122,6 @@ def _data_rel(value: str) -> str | None:
     return "/".join(parts[1:]) if len(parts) > 1 and parts[0] == "data" else None
 
 def _benchmark_needs(params: dict, root: Path) -> list[Need]:
-    from medrepro.data.benchmarks import get_benchmark
     data = params.get("data")
     if not isinstance(data, str) or data == "smoke": return []
     base = root if data == "data" else (root / _data_rel(data) if _data_rel(data) else Path(data).expanduser())
@@ -144,8 +146,7 @@ def params_needs(params: dict, root: str | Path | None = None) -> list[Need]:
     return out
 
 def table_needs(spec, tier: str = "full", root: str | Path | None = None) -> list[Need]:
-    "What table `spec` (a medrepro.paper.TableSpec) reads at `tier` (nothing if it has no such tier)."
-    from medrepro.paper import deep_merge
+    "What table `spec` (a medrepro.tables.TableSpec) reads at `tier` (nothing if it has no such tier)."
     block = spec.tiers.get(tier)
     if block is None: return []
     params = {k: v for k, v in block.items() if k != "notebook"} if "notebook" in block else deep_merge(spec.base, block)
@@ -428,7 +429,6 @@ def require_data(specs: list, tier: str, root: str | Path | None = None, fallbac
 
 # %% ../../nbs/17_data.fetch.ipynb #8e807ec3
 def _parser():
-    from medrepro.cli import cli_parser
     p = cli_parser("data get", "Fetch the original data releases into the data root, verify them, record manifest.lock.json.")
     p.add_argument("names", nargs="*", help="releases of the manifest (see --list)")
     p.add_argument("--table", action="append", default=[], help="the releases table PAPER/TABLE needs (repeatable)")
@@ -445,7 +445,6 @@ def _parser():
 # %% ../../nbs/17_data.fetch.ipynb #50cf0339
 def _selected(a, p, manifest) -> tuple[list[Release], list]:
     "The releases and table specs the arguments name (bad names: a one-line usage error, exit 2)."
-    from medrepro.paper import discover_tables, select_tables
     specs = []
     if a.table or (a.check and not a.names and not a.all):
         try: specs = select_tables(discover_tables(a.params_dir), tables=a.table)
@@ -472,7 +471,6 @@ def data_get_cmd(argv: list[str]) -> int:
     if not (a.names or a.table or a.all or a.check): p.error("name releases, --table PAPER/TABLE, --all, or --check")
     root = Path(a.dest).expanduser() if a.dest else data_root()
     a.dest = str(root)
-    from medrepro.paper import TIERS
     if a.tier not in (*TIERS, "real"): p.error(f"unknown tier {a.tier!r} (tiers: {', '.join(dict.fromkeys((*TIERS, 'real')))})")
     rels, specs = _selected(a, p, manifest)
     if not a.check:
@@ -506,7 +504,6 @@ def _cell(s: str) -> str: return s.replace("|", "\\|").replace("\n", " ")
 
 def manifest_markdown(manifest: dict[str, Release] | None = None, specs: list | None = None) -> str:
     "The markdown table of releases: source, licence, automatic or by hand, pinned, tables that use it."
-    from medrepro.paper import discover_tables
     manifest = manifest or load_manifest()
     used = release_tables(discover_tables() if specs is None else specs, manifest)
     rows = ["| release | source | licence | fetch | pinned | used by (full tier) |", "|---|---|---|---|---|---|"]
