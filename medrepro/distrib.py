@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 from .core import MedreproError, load_yaml
 from .train import CONFIGS, TRAINERS, TrainResult, make_config, toy_records
+from .data.sources import load
+from .cli import cli_parser
 
 # %% auto #0
 __all__ = ['TOP_KEYS', 'DATA_KEYS', 'deep_merge', 'parse_overrides', 'resolve_stage', 'resolve_path', 'load_data', 'run_stage',
@@ -91,7 +93,6 @@ def load_data(entries: list[dict], base_dir: Path | None = None, what: str = "da
         elif "format" in e and "path" in e:
             p = resolve_path(e["path"], base_dir)
             if not p.exists(): raise MedreproError(f"{what}[{i}]: {p} does not exist")
-            from medrepro.data.sources import load
             recs = load(e["format"], p, on_error=e.get("on_error", "raise"), **(e.get("options") or {})).records
         else: raise MedreproError(f"{what}[{i}]: give either `format` and `path`, or `toy`")
         if e.get("limit"): recs = recs[:int(e["limit"])]
@@ -121,7 +122,6 @@ def run_stage(spec: dict | str | Path, tier: str = "smoke", overrides: list[str]
 
 def train_cmd(argv: list[str]) -> int:
     "CLI: `medrepro train --config FILE [--tier smoke|full] [key=value ...]`."
-    from medrepro.cli import cli_parser
     p = cli_parser("train", "Run one training stage from a YAML config (unchanged under torchrun / accelerate launch).")
     p.add_argument("--config", required=True, help="stage YAML (see params/train/)")
     p.add_argument("--tier", default="smoke", choices=["smoke", "full"], help="which block of the file to use")
