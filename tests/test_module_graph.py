@@ -56,3 +56,29 @@ def test_imports_of_medrepro_inside_functions_say_why():
         line = (ROOT / (e.src.replace(".", "/") + ".py")).read_text(encoding="utf-8").splitlines()[e.line - 1]
         if "#" not in line: silent.append(f"{e.src}:{e.line}: {line.strip()}")
     assert silent == []
+
+
+_SNAPSHOT = """
+import importlib, json, pkgutil, sys
+import medrepro
+from medrepro.core import Registry
+owner = importlib.import_module(sys.argv[1])
+regs = {k: v for k, v in vars(owner).items() if isinstance(v, Registry)}
+before = {k: sorted(v.names()) for k, v in regs.items()}
+for m in pkgutil.walk_packages(medrepro.__path__, "medrepro."):
+    if not m.name.endswith("_modidx"): importlib.import_module(m.name)
+print(json.dumps([before, {k: sorted(v.names()) for k, v in regs.items()}]))
+"""
+
+
+def test_importing_any_module_adds_nothing_to_another_modules_registry():
+    """Each registry holds what its own module defines; importing every other module (e.g. the driver) adds nothing."""
+    import json
+    owners = sorted({e.src for e in mg.module_edges(ROOT)[1]} | {"medrepro.data.llm"})
+    owners = [m for m in owners if "Registry(" in (ROOT / (m.replace(".", "/") + ".py")).read_text(encoding="utf-8")]
+    assert "medrepro.data.llm" in owners and len(owners) >= 5
+    for m in owners:
+        out = subprocess.run([sys.executable, "-c", _SNAPSHOT, m], capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert out.returncode == 0, out.stderr[-2000:]
+        before, after = json.loads(out.stdout.splitlines()[-1])
+        assert before == after, m
