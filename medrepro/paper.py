@@ -32,6 +32,7 @@ def library_fingerprint() -> str:
         h.update(str(f.relative_to(pkg)).encode()); h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
+# %% ../nbs/60_paper.ipynb #b7049bd6
 def _strings(obj: Any) -> Iterable[str]:
     if isinstance(obj, str): yield obj
     elif isinstance(obj, dict):
@@ -90,6 +91,7 @@ def _error_text(e: BaseException) -> str:
         return f"cell {getattr(e, 'exec_count', '?')}: {e.ename}: {e.evalue}"
     return f"{type(e).__name__}: {e}"
 
+# %% ../nbs/60_paper.ipynb #491e79a7
 # jupyter_client picks a kernel's ports by binding port 0 and letting go; another process (or a parallel table's client)
 # can take one of them before the kernel binds it, and the kernel dies before running a single cell. Only that case is retried.
 KERNEL_START_TRIES = 3
@@ -177,6 +179,7 @@ def _list(specs: list[TableSpec], tier: str, runs_dir: Path) -> None:
         state = load_json(run).get("status", "?") if run.exists() else "not run"
         print(f"{s.key:<28} {s.notebook.name:<34} tiers: {','.join(t for t in TIERS if t in s.tiers):<16} {tier}: {state:<8} {s.title}")
 
+# %% ../nbs/60_paper.ipynb #c238f979
 def reproduce_cmd(argv: list[str]) -> int:
     "CLI: run the paper notebooks of a tier, then render the report."
     p = cli_parser("reproduce", "Execute the paper notebooks (params/<paper>/<table>.yaml) for a tier into runs/<tier>/.")

@@ -72,6 +72,7 @@ class TableSpec:
         nb = (self.tiers.get(tier) or {}).get("notebook")
         return self.notebook if nb is None else self.notebook.parent / nb
 
+# %% ../nbs/05_tables.ipynb #89d09d23
 def load_spec(params_file: str | Path, nbs_dir: str | Path | None = None) -> TableSpec:
     "Read params/<paper>/<table>.yaml into a TableSpec, checking its structure."
     f = Path(params_file)
