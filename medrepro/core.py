@@ -11,14 +11,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 # %% auto #0
-__all__ = ['SECRET_WORDS', 'TRACKED_PACKAGES', 'MedreproError', 'UnknownNameError', 'repo_root', 'medrepro_home', 'data_root',
-           'home_dir', 'seed_everything', 'Registry', 'canonical_json', 'params_hash', 'file_hash', 'atomic_write_text',
-           'save_json', 'load_json', 'scrub_secrets', 'package_versions', 'git_info', 'run_metadata',
-           'write_run_metadata', 'read_jsonl', 'write_jsonl', 'load_yaml']
+__all__ = ['SECRET_WORDS', 'TRACKED_PACKAGES', 'MedreproError', 'UsageError', 'UnknownNameError', 'repo_root', 'medrepro_home',
+           'data_root', 'home_dir', 'seed_everything', 'Registry', 'canonical_json', 'params_hash', 'file_hash',
+           'atomic_write_text', 'save_json', 'load_json', 'scrub_secrets', 'package_versions', 'git_info',
+           'run_metadata', 'write_run_metadata', 'read_jsonl', 'write_jsonl', 'load_yaml']
 
 # %% ../nbs/00_core.ipynb #620837d6
 class MedreproError(Exception):
     "A problem with the user's input or configuration, reported without a traceback by the CLI."
+
+class UsageError(MedreproError):
+    "A bad command-line value (or a combination the run cannot honour): the CLI exits with status 2, not 1."
 
 class UnknownNameError(MedreproError, KeyError):
     "A name that is not registered; the message lists the closest registered names."
