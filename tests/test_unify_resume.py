@@ -12,7 +12,7 @@ import pytest
 from llm_server import serve
 from medrepro.core import read_jsonl, write_jsonl
 from medrepro.data.llm import mock_responder
-from medrepro.data.unify import rejected_path
+from medrepro.data.pipeline import rejected_path
 
 N = 60
 

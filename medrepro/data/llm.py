@@ -303,7 +303,7 @@ class OpenAIBackend(LLMBackend):
         self.extra_body, self.max_tokens_field = dict(extra_body or {}), max_tokens_field
         self._local, self._pool, self._pool_lock = threading.local(), None, threading.Lock()
         self._slots, self._stall_room = threading.Semaphore(self.concurrency), threading.Semaphore(self.concurrency)
-        self._consecutive, self._latency = 0, deque(maxlen=200)
+        self._consecutive, self._latency, self._recent = 0, deque(maxlen=200), deque(maxlen=50)
 
     def describe(self) -> dict:
         return {**super().describe(), "base_url": self.base_url, "api_key_env": self.api_key_env,
@@ -371,8 +371,8 @@ class OpenAIBackend(LLMBackend):
             detail = _server_message(raw)
             if resp.status in (408, 429) or resp.status >= 500:
                 raise _Retryable(f"HTTP {resp.status}: {detail}", _parse_retry_after(resp.getheader("Retry-After")), f"http:{resp.status}")
-            hint = {401: f" (is ${self.api_key_env} set to a valid key?)", 403: f" (does the key of ${self.api_key_env} give access?)",
-                    404: " (check --base-url and --model)"}.get(resp.status, "")
+            need = f" (is ${self.api_key_env} set?)" if self.api_key_env else " (the server wants a key: pass --api-key-env)"
+            hint = {401: need, 403: need, 404: " (check --base-url and --model)"}.get(resp.status, "")
             raise _Fatal(f"HTTP {resp.status}: {detail}{hint}", resp.status)
         try: data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -382,8 +382,11 @@ class OpenAIBackend(LLMBackend):
         return out
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        "Seconds to wait before retry `attempt + 1`: Retry-After when given, else jittered, exponential while the endpoint fails."
         if retry_after is not None: return min(retry_after, self.max_wait)
-        return min(self.max_wait, self.base_delay * 2 ** attempt) * random.uniform(0.5, 1.5)
+        with self._lock: failing = len(self._recent) >= 10 and sum(self._recent) >= 0.25 * len(self._recent)
+        grow = attempt if failing else 0  # an isolated failure among successes is not overload: no need to back off further
+        return min(self.max_wait, self.base_delay * 2 ** grow) * random.uniform(0.5, 1.5)
 
     def _request(self, messages: list[dict], params: dict) -> ChatResult:
         "One conversation, retried on transient failures; masked errors; nothing sent once the backend halted."
@@ -395,14 +398,17 @@ class OpenAIBackend(LLMBackend):
             if self._halt.is_set(): return ChatResult(None, f"not sent: {self.halted}", attempts=attempt)
             try:
                 text, usage = self._post(payload)
+                with self._lock: self._recent.append(False)
                 return ChatResult(text, None, False, usage, attempt + 1)
             except _Fatal as e:
-                msg = self._clean(str(e))
+                msg = self._clean(e.args[0])
                 if e.args[1] in (401, 403, 404): self.halt(f"{self.base_url} answered {msg}")  # every request would get the same
                 return ChatResult(None, msg, attempts=attempt + 1)
             except _Retryable as e:
                 last = self._clean(str(e))
-                with self._lock: self.usage.transient[e.kind] = self.usage.transient.get(e.kind, 0) + 1
+                with self._lock:
+                    self.usage.transient[e.kind] = self.usage.transient.get(e.kind, 0) + 1
+                    self._recent.append(True)
                 if attempt < self.max_retries: self._halt.wait(self._backoff(attempt, e.retry_after))  # a halt ends the wait
         return ChatResult(None, f"failed after {self.max_retries + 1} attempts: {last}", attempts=self.max_retries + 1)
 
