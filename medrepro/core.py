@@ -8,6 +8,7 @@ import difflib, hashlib, json, os, platform, random, re, socket, subprocess, sys
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 # %% auto #0
@@ -201,8 +202,21 @@ def write_run_metadata(out_dir: str | Path, params: dict | None = None, **extra:
 
 # %% ../nbs/00_core.ipynb #e447b4a3
 def read_jsonl(path: str | Path) -> list[dict]:
-    "All JSON objects of a jsonl file (blank lines ignored)."
-    with open(path, encoding="utf-8") as f: return [json.loads(l) for l in f if l.strip()]
+    "All JSON values of a jsonl file (blank lines ignored); a bad line is a `MedreproError` naming file and line."
+    out = []
+    with _readable(path) as f:
+        for n, l in enumerate(f, 1):
+            if not l.strip(): continue
+            try: out.append(json.loads(l))
+            except json.JSONDecodeError as e: raise MedreproError(f"{path}:line {n}: invalid JSON: {e.msg} at column {e.colno}") from None
+    return out
+
+@contextmanager
+def _readable(path: str | Path):
+    "An open UTF-8 text file whose decoding errors name the file."
+    with open(path, encoding="utf-8") as f:
+        try: yield f
+        except UnicodeDecodeError as e: raise MedreproError(f"{path}: not UTF-8 text (byte {e.start} of a read)") from None
 
 def write_jsonl(rows: list[dict], path: str | Path) -> Path:
     "Atomically write rows as jsonl."
@@ -211,4 +225,6 @@ def write_jsonl(rows: list[dict], path: str | Path) -> Path:
 def load_yaml(path: str | Path) -> Any:
     "Read a YAML file."
     import yaml
-    with open(path, encoding="utf-8") as f: return yaml.safe_load(f)
+    with _readable(path) as f:
+        try: return yaml.safe_load(f)
+        except yaml.YAMLError as e: raise MedreproError(f"{path}: not valid YAML: {' '.join(str(e).split())[:200]}") from None
