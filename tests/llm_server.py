@@ -21,7 +21,7 @@ Usage::
   ``"429"``        429 Too Many Requests with a `Retry-After: <retry_after>` header
   ``"429-nohdr"``  429 without Retry-After
   ``"500"``, ``"502"``, ``"503"``   that status with a short JSON error body
-  ``"400"``, ``"401"``   client errors (a client must NOT retry these)
+  ``"400"``, ``"401"``, ``"403"``, ``"404"``   client errors (a client must NOT retry these)
   ``"timeout"``    sleeps `hang` seconds before answering normally (set the client timeout below it)
   ``"slow"``       200 whose body trickles out over `hang` seconds (defeats a per-read timeout, not a deadline)
   ``"truncated"``  200 with a Content-Length larger than the body, then the connection is closed
@@ -107,7 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
             entry["status"] = 429
             hdr = {"Retry-After": srv.retry_after} if fault == "429" else {}
             return self._send(429, b'{"error": {"message": "rate limited"}}', hdr)
-        if fault in ("400", "401", "500", "502", "503"):
+        if fault in ("400", "401", "403", "404", "500", "502", "503"):
             entry["status"] = int(fault)
             return self._send(int(fault), json.dumps({"error": {"message": f"injected {fault}"}}).encode())
         if fault == "nonjson":
