@@ -5,7 +5,7 @@
 # %% ../../nbs/12a_data.llm.ipynb #31347c24
 from __future__ import annotations
 import hashlib, http.client, json, math, os, random, socket, sqlite3, sys, threading, time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed, TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -301,7 +301,7 @@ class OpenAIBackend(LLMBackend):
         self.timeout, self.max_retries, self.base_delay, self.max_wait = timeout, max_retries, base_delay, max_wait
         self.max_consecutive_failures, self.stall_after = max_consecutive_failures, stall_after
         self.extra_body, self.max_tokens_field = dict(extra_body or {}), max_tokens_field
-        self._local, self._pool, self._pool_lock = threading.local(), None, threading.Lock()
+        self._local, self._pool, self._hedges, self._pool_lock = threading.local(), None, None, threading.Lock()
         self._slots, self._stall_room = threading.Semaphore(self.concurrency), threading.Semaphore(self.concurrency)
         self._consecutive, self._latency, self._recent = 0, deque(maxlen=200), deque(maxlen=50)
 
@@ -397,9 +397,9 @@ class OpenAIBackend(LLMBackend):
         for attempt in range(self.max_retries + 1):
             if self._halt.is_set(): return ChatResult(None, f"not sent: {self.halted}", attempts=attempt)
             try:
-                text, usage = self._post(payload)
+                (text, usage), hedged = self._post_hedged(payload)
                 with self._lock: self._recent.append(False)
-                return ChatResult(text, None, False, usage, attempt + 1)
+                return ChatResult(text, None, False, usage, attempt + 1 + hedged)
             except _Fatal as e:
                 msg = self._clean(e.args[0])
                 if e.args[1] in (401, 403, 404): self.halt(f"{self.base_url} answered {msg}")  # every request would get the same
@@ -411,6 +411,25 @@ class OpenAIBackend(LLMBackend):
                     self._recent.append(True)
                 if attempt < self.max_retries: self._halt.wait(self._backoff(attempt, e.retry_after))  # a halt ends the wait
         return ChatResult(None, f"failed after {self.max_retries + 1} attempts: {last}", attempts=self.max_retries + 1)
+
+    def _post_hedged(self, body: bytes) -> tuple[tuple[str, dict], int]:
+        "`_post`, racing a second copy against a request that stalls while a request slot stands idle; (reply, copies sent)."
+        st = self._stall_time()
+        if st is None or self.concurrency < 2: return self._post(body), 0
+        with self._pool_lock:
+            if self._hedges is None: self._hedges = ThreadPoolExecutor(8 * self.concurrency, thread_name_prefix="medrepro-post")
+        first = self._hedges.submit(self._post, body)
+        try: return first.result(timeout=st), 0
+        except FutureTimeout: pass
+        if self._halt.is_set() or not self._slots.acquire(blocking=False): return first.result(), 0
+        self._slots.release()  # a slot is idle: the copy takes it (a hung connection would otherwise hold the input up)
+        with self._lock: self.usage.transient["hedged"] = self.usage.transient.get("hedged", 0) + 1
+        futs = [first, self._hedges.submit(self._post, body)]
+        for i, f in enumerate(as_completed(futs)):
+            try: return f.result(), 1
+            except (_Retryable, _Fatal):
+                if i == 1: raise
+        raise AssertionError("unreachable")
 
     def _generate(self, conversations, params):
         with self._pool_lock:  # one pool for the backend's life: its threads keep their keep-alive connections
@@ -424,6 +443,7 @@ class OpenAIBackend(LLMBackend):
 
     def close(self) -> None:
         if self._pool is not None: self._pool.shutdown(wait=True); self._pool = None
+        if self._hedges is not None: self._hedges.shutdown(wait=False, cancel_futures=True); self._hedges = None
         super().close()
 
 # %% ../../nbs/12a_data.llm.ipynb #e9ed6b8f
