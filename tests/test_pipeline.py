@@ -214,3 +214,15 @@ def test_another_model_is_refused(tmp_path):
         assert run(base + ["--model", "model-a", "--limit", "1"])[0] == 0
         rc, so, err = run(base + ["--model", "model-b"])
     assert rc == 2 and "model: 'model-a' -> 'model-b'" in err and len(read_jsonl(out)) == 1
+
+
+def test_a_hung_request_is_raced_by_a_copy():
+    srv = serve(mock_responder, faults=lambda n, body: "timeout" if n == 30 else None, hang=4.0)
+    with srv as url:
+        b = OpenAIBackend("m", url, api_key_env=None, concurrency=4, timeout=10)
+        assert all(r.ok for r in b.chat_many([[{"role": "user", "content": f"warm {i}"}] for i in range(30)]))
+        t = time.time()
+        r = b.chat([{"role": "user", "content": "the hung one"}])
+        took = time.time() - t
+    assert r.ok and took < 3 and r.attempts == 2, took  # the copy answered long before the 4 s hang ended
+    assert b.usage.transient == {"hedged": 1} and b.usage.requests == 32
