@@ -62,6 +62,7 @@ BAD_VALUES = [  # (argv, words the error must contain)
     (["eval", "run", "--model", "tiny", "--benchmark", "cmexam_test", "--data", "smoke", "--n-boot", "-5", "--out", "{t}/e"], "--n-boot"),
     (["eval", "score", "--format", "cmexam", "--data", f"{FIX}/cmexam/test.csv", "--predictions", "{t}/bad.jsonl", "--n-boot", "-1"], "--n-boot"),
     (["eval", "compare", "{t}/a_file", "{t}/a_file", "--n-boot", "-1"], "--n-boot"),
+    (["data", "get", "no-such-release"], "no-such-release"), (["data", "get", "--tier", "huge", "--all", "--check"], "tier"),
     (["reproduce", "--jobs", "0", "--list"], "--jobs"), (["reproduce", "--tier", "huge", "--list"], "--tier"),
     (["report", "--tier", "huge"], "--tier"),
 ]
@@ -82,6 +83,7 @@ BAD_FILES = [  # (argv, words the error must contain)
     (["eval", "run", "--model", "tiny", "--format", "medqa", "--data", "{t}/missing.jsonl", "--out", "{t}/e"], "no such file"),
     (["eval", "score", "--format", "cmexam", "--data", f"{FIX}/cmexam/test.csv", "--predictions", "{t}/binary.dat"], "not UTF-8"),
     (["eval", "score", "--format", "cmexam", "--data", f"{FIX}/cmexam/test.csv", "--predictions", "{t}/bad.jsonl"], "bad.jsonl:line 2"),
+    (["data", "get", "--manifest", "{t}/binary.dat", "--list"], "not UTF-8"),
     (["reproduce", "--params-dir", "{t}/missing", "--list"], "no parameter files"),
     (["report", "--runs-dir", "{t}/missing"], "no such folder"), (["report", "--runs-dir", "{t}/a_file"], "a_file"),
 ]
@@ -105,7 +107,7 @@ def test_bad_files_exit_1_in_one_line(files, argv, words):
 def test_every_command_is_walked():
     from medrepro.cli import COMMANDS
     walked = {" ".join(a[:2]) if " ".join(a[:2]) in COMMANDS else a[0] for a, _ in BAD_VALUES + BAD_FILES}
-    assert {"data stats", "unify", "generate-qa", "translate", "train", "eval run", "eval score", "reproduce", "report"} <= walked
+    assert {"data stats", "data get", "unify", "generate-qa", "translate", "train", "eval run", "eval score", "reproduce", "report"} <= walked
 
 
 def test_unset_default_key_variable_warns_and_runs(files, monkeypatch):
