@@ -4,18 +4,17 @@
 
 # %% ../../nbs/13_data.translate.ipynb #cb9b35a9
 from __future__ import annotations
-import sys
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Sequence
-from ..core import MedreproError, UsageError, read_jsonl, save_json
+from ..core import MedreproError, read_jsonl, save_json
 from ..cli import cli_parser, nonneg_float, nonneg_int, positive_int, unit_float
 from .records import MCQ, Document, Pair
 from .llm import LLMBackend, add_backend_args, backend_from_args, get_backend
 from .sources import LOADERS
-from .pipeline import (Ask, Asked, Outcome, PipelineResult, add_run_args, check_output, chunk_size_of,
+from .pipeline import (Ask, Outcome, PipelineResult, add_run_args, check_output, chunk_size_of,
                                     command_params, finish, pipeline_result, read_inputs, rejected_path, run_chains,
                                     run_pipeline)
 from .unify import clean_reply, generation_settings, language_ok

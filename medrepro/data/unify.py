@@ -4,17 +4,17 @@
 
 # %% ../../nbs/12_data.unify.ipynb #79d2b2c4
 from __future__ import annotations
-import json, re, sys
+import json, re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
-from ..core import MedreproError, UsageError
+from ..core import MedreproError
 from ..cli import cli_parser, nonneg_int, positive_int
 from .records import MCQ, Document, Pair, RecordError, parse_letters
 from .llm import FunctionBackend, LLMBackend, add_backend_args, backend_from_args, get_backend
 from .sources import LOADERS
-from .pipeline import (Ask, Asked, Outcome, PipelineResult, add_run_args, check_output, chunk_size_of,
+from .pipeline import (Ask, Outcome, PipelineResult, add_run_args, check_output, chunk_size_of,
                                     command_params, finish, pipeline_result, read_inputs, run_chains, run_pipeline)
 
 # %% auto #0
