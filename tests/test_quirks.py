@@ -105,3 +105,31 @@ def test_real_xmedbench_samples_load_whole(shared_samples):
     for f in ("test_fr_sample10.json", "test_es_sample10.json"):
         res = load("xmedbench", shared_samples / "xmedbench" / f)
         assert len(res) == 10 and not res.skipped
+
+
+VALID = {"cmexam": "cmexam/test.csv", "medqa": "medqa", "medmcqa": "medmcqa/dev.json", "pubmedqa": "pubmedqa/ori_pqal.json",
+         "mmlu": "mmlu/test", "cmmlu": "cmmlu/test", "ceval": "ceval/val", "pharmacist": "pharmacist/exam.json",
+         "mmedbench": "mmedbench/Test", "xmedbench": "xmedbench", "text": "text/corpus.txt", "alpaca": "alpaca/train.json",
+         "sharegpt": "sharegpt/conversations.jsonl", "jsonl": "jsonl/docs.jsonl", "records": "records/records.jsonl"}
+
+
+def test_every_format_is_checked_for_bom_and_crlf():
+    from medrepro.data.sources import LOADERS
+    assert sorted(VALID) == LOADERS.names()
+
+
+@pytest.mark.parametrize("fmt", sorted(VALID))
+def test_bom_and_windows_line_ends_in_every_format(fixtures, tmp_path, fmt):
+    "The same files saved by a Windows editor (BOM, CRLF) load into the same records, and the quirks are counted."
+    src = fixtures / VALID[fmt]
+    files = [src] if src.is_file() else sorted(p for p in src.iterdir() if p.is_file())
+    dst = tmp_path / src.name
+    if src.is_dir(): dst.mkdir()
+    for f in files:
+        text = f.read_bytes().decode("utf-8").replace("\r\n", "\n").replace("\n", "\r\n")
+        (dst if src.is_file() else dst / f.name).write_bytes((BOM + text).encode("utf-8"))
+    plain, quirky = load(fmt, src), load(fmt, dst)
+    key = lambda r: (r.id.split("/")[-1], getattr(r, "question", None) or getattr(r, "instruction", None) or r.text.strip(),
+                     getattr(r, "answer", None))
+    assert [key(r) for r in quirky] == [key(r) for r in plain] and len(plain) > 0
+    assert quirky.info["normalised"]["bom"] == len(files) and quirky.info["normalised"]["crlf_line_ends"] == len(files)

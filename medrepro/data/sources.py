@@ -338,6 +338,8 @@ def load(fmt: str, path: str | Path, *, on_error: str = "raise", encoding: str =
         token = _NORMALISED.set(ctx.normalised)  # file-level quirks (BOM, CRLF) are noted while reading
         try: spec.read(f, ctx, **kw)
         finally: _NORMALISED.reset(token)
+        for k in ("bom", "crlf_line_ends"):  # counted per file, though some readers read their file twice
+            if ctx.normalised[k] > 1: ctx.normalised[k] = 1
         normalised += ctx.normalised
         if len(files) > 1 and spec.subject_of is None:  # keep ids unique across the files of a folder
             for r in ctx.records: r.id = f"{prefix[f]}/{r.id}"
