@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 from ..core import MedreproError
 from .records import MCQ, Document, Pair
-from ..cli import cli_parser
+from ..cli import cli_parser, nonneg_int, positive_int
 from .sources import load
 from .benchmarks import load_benchmark
 
@@ -101,9 +101,9 @@ def overlap_cmd(argv: list[str]) -> int:
     p.add_argument("--test", nargs=2, action="append", default=[], metavar=("FORMAT", "PATH"), help="any MCQ file as a test set (repeatable)")
     p.add_argument("--smoke", action="store_true", help="benchmarks from the bundled fixtures")
     p.add_argument("--data-dir", help="folder holding the original benchmark files")
-    p.add_argument("--n", type=int, default=13, help="n-gram length in tokens (words; characters for CJK)")
-    p.add_argument("--min-tokens", type=int, default=8, help="shorter questions are too short to check")
-    p.add_argument("--examples", type=int, default=3, help="examples per benchmark")
+    p.add_argument("--n", type=positive_int, default=13, help="n-gram length in tokens (words; characters for CJK)")
+    p.add_argument("--min-tokens", type=nonneg_int, default=8, help="shorter questions are too short to check")
+    p.add_argument("--examples", type=nonneg_int, default=3, help="examples per benchmark")
     p.add_argument("--include-options", action="store_true", help="compare the option texts too, not only the stem")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     a = p.parse_args(argv)

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 from ..core import MedreproError, Registry, read_jsonl, run_metadata, save_json, write_jsonl
 from ..data.records import RecordError
-from ..cli import cli_parser
+from ..cli import cli_parser, nonneg_int, positive_int
 from ..data.llm import LLMBackend, add_backend_args, backend_from_args, get_backend
 
 # %% auto #0
@@ -163,8 +163,8 @@ def judge_cmd(argv: list[str]) -> int:
     p.add_argument("--b", required=True, help="system B answers: jsonl with id, output")
     p.add_argument("--questions", help="jsonl with id, question (when the answer files lack the question)")
     p.add_argument("--template", default="pairwise_en", help=f"one of {JUDGE_TEMPLATES.names()}")
-    p.add_argument("--max-tokens", type=int, default=512)
-    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--max-tokens", type=positive_int, default=512)
+    p.add_argument("--n-boot", type=nonneg_int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 from pathlib import Path
 from ..core import MedreproError, read_jsonl
-from ..cli import cli_parser
+from ..cli import cli_parser, nonneg_int
 
 # %% auto #0
 __all__ = ['UNPARSED', 'METRICS', 'DEFAULT_BREAKDOWNS', 'answer_key', 'accuracy', 'f1_weighted', 'f1_macro',
@@ -205,7 +205,7 @@ def compare_cmd(argv: list[str]) -> int:
     p.add_argument("a", help="run A: an eval output folder or its samples.jsonl")
     p.add_argument("b", help="run B")
     p.add_argument("--method", choices=("mcnemar", "bootstrap"), default="mcnemar")
-    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--n-boot", type=nonneg_int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     a = p.parse_args(argv)
