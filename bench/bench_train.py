@@ -10,7 +10,7 @@ initialised ~1B-parameter Llama.
 With `--model smollm2-135m` (the real pretrained model) the comparison is LoRA and QLoRA (4-bit NF4 through
 bitsandbytes, on the CPU here) instead of full training: medrepro's `train_pretrain(method=...)` against a plain
 transformers Trainer with a peft LoRA adapter (and a bitsandbytes 4-bit base for QLoRA) built by hand, same rows,
-rank, targets, optimizer and steps. Writes bench/results/train_smollm2.json (about 10 minutes on 2 shared cores):
+rank, targets, optimizer and steps. Writes bench/results/train_smollm2.json (about 10 minutes on 2 shared cores; rows of 128 tokens, 4 steps):
 
     nice -n 10 .venv/bin/python bench/bench_train.py --model smollm2-135m
 """
@@ -248,16 +248,17 @@ def real_model_main(args) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="small"); ap.add_argument("--steps", type=int, help="default 20 (6 for smollm2-135m)")
-    ap.add_argument("--batch", type=int, default=4); ap.add_argument("--seq", type=int, default=256)
-    ap.add_argument("--docs", type=int, default=3000); ap.add_argument("--reps", type=int, help="default 3 (2 for smollm2-135m)")
+    ap.add_argument("--model", default="small"); ap.add_argument("--steps", type=int, help="default 20 (4 for smollm2-135m)")
+    ap.add_argument("--batch", type=int, default=4); ap.add_argument("--seq", type=int, help="default 256 (128 for smollm2-135m)")
+    ap.add_argument("--docs", type=int, help="default 3000 (300 for smollm2-135m)"); ap.add_argument("--reps", type=int, help="default 3 (2 for smollm2-135m)")
     ap.add_argument("--threads", type=int, default=1); ap.add_argument("--gpu-steps", type=int, default=20); ap.add_argument("--out", help="default bench/results/train.json (train_smollm2.json for smollm2-135m)")
     ap.add_argument("--methods", help="comma-separated: full (default), or lora,qlora (default for smollm2-135m)")
     args = ap.parse_args()
     from medrepro.core import package_versions, save_json
     from medrepro.models import is_pretrained_name, model_provenance, resolve_model_id
     real = is_pretrained_name(args.model)
-    args.steps, args.reps = args.steps or (6 if real else 20), args.reps or (2 if real else 3)
+    args.steps, args.reps = args.steps or (4 if real else 20), args.reps or (2 if real else 3)
+    args.seq, args.docs = args.seq or (128 if real else 256), args.docs or (300 if real else 3000)
     if real: return real_model_main(args)
     args.method = "full"
     resolve_model_id(args.model)  # build once, outside the timed children

@@ -197,3 +197,12 @@ def test_unification_through_the_local_model_and_its_cache(tmp_path):
     assert b2.usage.cached == b1.usage.succeeded
     assert [vars(p) for p in again.pairs] == [vars(p) for p in first.pairs]
     b2.close()
+
+
+def test_gpu_check_script_parses_and_its_helper_starts():
+    "bench/gpu_check.sh is only run on a GPU machine; here: its shell parses and its Python helper imports and answers."
+    import subprocess, sys
+    root = pathlib.Path(__file__).resolve().parent.parent
+    assert subprocess.run(["bash", "-n", str(root / "bench" / "gpu_check.sh")]).returncode == 0
+    p = subprocess.run([sys.executable, str(root / "bench" / "gpu_check.py"), "--help"], capture_output=True, text=True)
+    assert p.returncode == 0 and "--dry" in p.stdout, p.stderr[-2000:]
