@@ -23,7 +23,9 @@ Run (about a minute on 2 shared CPU cores):
 On the real pretrained model (`--model smollm2-135m`, SmolLM2-135M-Instruct) the same comparison runs on the first
 100 fixture questions with option letters, with option texts, and with letters after 5 solved examples (the same 5,
 taken from the fixture after the scored questions, before every question); it writes
-bench/results/eval_loglik_smollm2.json. The tiny model's numbers say little: its overhead dominates.
+bench/results/eval_loglik_smollm2.json. The tiny model's numbers say little: its overhead dominates. The fixture
+questions are synthetic (fictional substances) in MedQA-USMLE's format, so accuracy is at chance by construction:
+the figures that matter are the prediction agreement and the speed.
 
     nice .venv/bin/python bench/bench_eval_loglik.py --model smollm2-135m
 """

@@ -16,6 +16,7 @@ OUT=${OUT:-bench/results/gpu.json}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg PYTHONWARNINGS=ignore
+export CUBLAS_WORKSPACE_CONFIG=:4096:8  # deterministic cuBLAS, for the test that resume is bit-identical
 LOG=$TMP/steps.jsonl
 status=0
 

@@ -167,10 +167,17 @@ def test_resume_is_bit_identical(tmp_path):
     data = [Pair(f"r{i}", f"Name a symptom of disease {i}.", f"Symptom number {i} is fever.") for i in range(8)]
     kw = dict(model=MODEL, method="lora", template="chat", seq_len=64, batch_size=2, max_steps=4, lr=1e-3, seed=3,
               lora_r=4, lora_alpha=8, merge=False, use_cpu=DEVICE == "cpu")
-    full = train_sft(data, output_dir=str(tmp_path / "a"), **kw)
-    part = train_sft(data, output_dir=str(tmp_path / "b"), stop_after=2, **kw)
+    # on a GPU, bit-identity needs deterministic kernels (atomic-add reductions differ run to run); gpu_check.sh sets
+    # CUBLAS_WORKSPACE_CONFIG, which deterministic cuBLAS requires
+    det = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(DEVICE.startswith("cuda") or det)
+    try:
+        full = train_sft(data, output_dir=str(tmp_path / "a"), **kw)
+        part = train_sft(data, output_dir=str(tmp_path / "b"), stop_after=2, **kw)
+        res = train_sft(data, output_dir=str(tmp_path / "b"), resume_from="latest", **kw)
+    finally:
+        torch.use_deterministic_algorithms(det)
     assert part.metrics["stopped_early"] and part.checkpoints[-1].name == "checkpoint-2"
-    res = train_sft(data, output_dir=str(tmp_path / "b"), resume_from="latest", **kw)
     assert res.metrics["steps"] == full.metrics["steps"] == 4
     assert weights_hash(res.model) == weights_hash(full.model)
     assert weights_hash(res.model) != weights_hash(part.model)  # the hash sees the two steps after the checkpoint
