@@ -39,16 +39,16 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 "$BIN/medrepro" models build --size smollm2-135m  # the one-time GGUF conversion, outside every timed step
 
 # 1. the real-model tests on the GPU (`real` is not deselected by the pytest config; -m makes the choice explicit)
-step tests_real_cuda 150 env MEDREPRO_TEST_DEVICE=cuda "$PY" -m pytest -q -m real tests/test_real_model.py -p no:cacheprovider
+step tests_real_cuda 130 env MEDREPRO_TEST_DEVICE=cuda "$PY" -m pytest -q -m real tests/test_real_model.py -p no:cacheprovider
 
 # 2. accelerate launch with the single-GPU QLoRA config, on the recipe it is documented for
-step accelerate_single_gpu_qlora 150 "$BIN/accelerate" launch --config_file params/accelerate/single_gpu_qlora.yaml \
+step accelerate_single_gpu_qlora 120 "$BIN/accelerate" launch --config_file params/accelerate/single_gpu_qlora.yaml \
   "$BIN/medrepro" train --config params/train/mmed_two_stage.yaml --tier smoke \
   config.model=smollm2-135m config.dtype=bf16 config.compute_dtype=bfloat16 config.max_steps=10 \
   config.output_dir="$TMP/accelerate_run"
 
 # 3. QLoRA throughput and memory against the plain loop (the JSON gets the steps above too)
-step qlora_bench 240 "$PY" bench/gpu_check.py --device cuda --steps-log "$LOG" --out "$OUT"
+step qlora_bench 210 "$PY" bench/gpu_check.py --device cuda --steps-log "$LOG" --out "$OUT"
 if [ -f "$OUT" ]; then
   "$PY" - "$OUT" "$LOG" "$TMP" <<'EOF'
 import json, sys, pathlib
