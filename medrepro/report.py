@@ -202,25 +202,28 @@ class Pivot:
     metrics: list                               # metric names, in order of first appearance
     cells: dict                                 # (row, metric) -> result row dict
     published: set                              # metrics with a published number (they get paper | ours | delta)
+    reference: bool = False                     # the paper's numbers only (rows we did not reproduce)
 
-def pivot(rows: Sequence[dict]) -> Pivot:
+def pivot(rows: Sequence[dict], reference: bool = False) -> Pivot:
     "Result rows (one per row x metric) as a Pivot."
     cells = {(r["row"], r["metric"]): r for r in rows}
     return Pivot(list(dict.fromkeys(r["row"] for r in rows)), list(dict.fromkeys(r["metric"] for r in rows)), cells,
-                 {r["metric"] for r in rows if r.get("published") is not None})
+                 {r["metric"] for r in rows if r.get("published") is not None}, reference)
 
 def pivots(e: TableEntry) -> tuple[Pivot, Pivot]:
     "Two grids: the rows we reproduced (beside the paper's numbers), and the paper's rows we did not reproduce."
     rows = table_rows(e)
     ours = {r["row"] for r in rows if r.get("value") is not None}
-    return pivot([r for r in rows if r["row"] in ours]), pivot([r for r in rows if r["row"] not in ours])
+    return pivot([r for r in rows if r["row"] in ours]), pivot([r for r in rows if r["row"] not in ours], reference=True)
 
 def _cell_texts(p: Pivot, row: str, metric: str) -> list[str]:
     r = p.cells.get((row, metric), {})
+    if p.reference: return [_f(r.get("published"))]
     return [_f(r.get("published")), _ours(r), _delta(r)] if metric in p.published else [_ours(r)]
 
 def _headers(p: Pivot) -> list[str]:
     "Flat column names: 'acc: paper', 'acc: ours', 'acc: delta' for metrics with a published number, else 'acc'."
+    if p.reference: return ["row"] + list(p.metrics)
     return ["row"] + [h for m in p.metrics for h in ([f"{m}: paper", f"{m}: ours", f"{m}: delta"] if m in p.published else [m])]
 
 def protocols(rows: Sequence[dict]) -> list[str]:
@@ -296,11 +299,13 @@ def _verdict_html(v: str) -> str:
 
 def _pivot_html(p: Pivot) -> str:
     esc = html.escape
-    top = "<th rowspan=2>row</th>" + "".join(f"<th colspan=3>{esc(m)}</th>" if m in p.published else f"<th rowspan=2>{esc(m)}</th>" for m in p.metrics)
-    sub = "".join("<th>paper</th><th>ours [95% CI]</th><th>&Delta;</th>" for m in p.metrics if m in p.published)
+    wide = not p.reference and bool(p.published)  # a second header row: paper | ours | delta under each published metric
+    top = f"<th{' rowspan=2' if wide else ''}>row</th>" + "".join(
+        f"<th colspan=3>{esc(m)}</th>" if wide and m in p.published else f"<th{' rowspan=2' if wide else ''}>{esc(m)}</th>" for m in p.metrics)
+    sub = "".join("<th>paper</th><th>ours [95% CI]</th><th>&Delta;</th>" for m in p.metrics if m in p.published) if wide else ""
     def cells(row: str, m: str) -> str:
         t = _cell_texts(p, row, m)
-        cls = ["num pub", "num", "num"] if len(t) == 3 else ["num"]
+        cls = ["num pub", "num", "num"] if len(t) == 3 else ["num pub" if p.reference else "num"]
         return "".join(f'<td class="{c}">{esc(x)}</td>' for c, x in zip(cls, t))
     body = "".join(f"<tr><td>{esc(r)}</td>" + "".join(cells(r, m) for m in p.metrics) + "</tr>" for r in p.rows)
     return f"<table><tr>{top}</tr>{f'<tr>{sub}</tr>' if sub else ''}{body}</table>"
