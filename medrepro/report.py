@@ -201,14 +201,21 @@ class Pivot:
     rows: list                                  # row labels, in order of first appearance
     metrics: list                               # metric names, in order of first appearance
     cells: dict                                 # (row, metric) -> result row dict
-    published: set                              # metrics with a published number (they get paper | ours | delta)
+    published: set                              # metrics with a published number
+    measured: set                               # metrics with a number of ours (both: paper | ours | delta columns)
     reference: bool = False                     # the paper's numbers only (rows we did not reproduce)
+
+    def kind(self, metric: str) -> str:
+        "'both' (paper | ours | delta), 'paper' (published only) or 'ours' (no published number)."
+        if self.reference or metric not in self.measured: return "paper"
+        return "both" if metric in self.published else "ours"
 
 def pivot(rows: Sequence[dict], reference: bool = False) -> Pivot:
     "Result rows (one per row x metric) as a Pivot."
     cells = {(r["row"], r["metric"]): r for r in rows}
     return Pivot(list(dict.fromkeys(r["row"] for r in rows)), list(dict.fromkeys(r["metric"] for r in rows)), cells,
-                 {r["metric"] for r in rows if r.get("published") is not None}, reference)
+                 {r["metric"] for r in rows if r.get("published") is not None},
+                 {r["metric"] for r in rows if r.get("value") is not None}, reference)
 
 def pivots(e: TableEntry) -> tuple[Pivot, Pivot]:
     "Two grids: the rows we reproduced (beside the paper's numbers), and the paper's rows we did not reproduce."
@@ -218,13 +225,14 @@ def pivots(e: TableEntry) -> tuple[Pivot, Pivot]:
 
 def _cell_texts(p: Pivot, row: str, metric: str) -> list[str]:
     r = p.cells.get((row, metric), {})
-    if p.reference: return [_f(r.get("published"))]
-    return [_f(r.get("published")), _ours(r), _delta(r)] if metric in p.published else [_ours(r)]
+    k = p.kind(metric)
+    return [_f(r.get("published")), _ours(r), _delta(r)] if k == "both" else [_f(r.get("published"))] if k == "paper" else [_ours(r)]
 
 def _headers(p: Pivot) -> list[str]:
-    "Flat column names: 'acc: paper', 'acc: ours', 'acc: delta' for metrics with a published number, else 'acc'."
+    "Flat column names: 'acc: paper', 'acc: ours', 'acc: delta' where both exist, else 'acc: paper' or 'acc'."
     if p.reference: return ["row"] + list(p.metrics)
-    return ["row"] + [h for m in p.metrics for h in ([f"{m}: paper", f"{m}: ours", f"{m}: delta"] if m in p.published else [m])]
+    names = {"both": lambda m: [f"{m}: paper", f"{m}: ours", f"{m}: delta"], "paper": lambda m: [f"{m}: paper"], "ours": lambda m: [m]}
+    return ["row"] + [h for m in p.metrics for h in names[p.kind(m)](m)]
 
 def protocols(rows: Sequence[dict]) -> list[str]:
     "Each distinct protocol of a table's numbers once (naming the metrics it measured when there are several)."
@@ -287,7 +295,7 @@ table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}td,th{border:1px
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td.pub{color:#555}
 .banner{background:#fff4d6;border:1px solid #e0b84c;padding:.7em}.proto{color:#444;font-size:.9em}
 .ok,.reproduced{color:#17702a;font-weight:bold}.failed,.notrep{color:#b00020;font-weight:bold}.notrun,.undet{color:#777;font-weight:bold}
-img{max-width:100%;border:1px solid #ddd}section{border-top:2px solid #ddd;margin-top:1.5em}pre{white-space:pre-wrap;background:#f7f7f7;padding:.5em}"""
+.wide{overflow-x:auto}img{max-width:100%;border:1px solid #ddd}section{border-top:2px solid #ddd;margin-top:1.5em}pre{white-space:pre-wrap;background:#f7f7f7;padding:.5em}"""
 
 def _status_html(e: TableEntry) -> str:
     cls = {"ok": "ok", "failed": "failed"}.get(e.status, "notrun")
@@ -299,16 +307,17 @@ def _verdict_html(v: str) -> str:
 
 def _pivot_html(p: Pivot) -> str:
     esc = html.escape
-    wide = not p.reference and bool(p.published)  # a second header row: paper | ours | delta under each published metric
-    top = f"<th{' rowspan=2' if wide else ''}>row</th>" + "".join(
-        f"<th colspan=3>{esc(m)}</th>" if wide and m in p.published else f"<th{' rowspan=2' if wide else ''}>{esc(m)}</th>" for m in p.metrics)
-    sub = "".join("<th>paper</th><th>ours [95% CI]</th><th>&Delta;</th>" for m in p.metrics if m in p.published) if wide else ""
+    wide = any(p.kind(m) == "both" for m in p.metrics)  # a second header row: paper | ours | delta under such metrics
+    span = " rowspan=2" if wide else ""
+    label = lambda m: esc(m) + (" (paper)" if p.kind(m) == "paper" and not p.reference else "")
+    top = f"<th{span}>row</th>" + "".join(f"<th colspan=3>{esc(m)}</th>" if p.kind(m) == "both" else f"<th{span}>{label(m)}</th>" for m in p.metrics)
+    sub = "".join("<th>paper</th><th>ours [95% CI]</th><th>&Delta;</th>" for m in p.metrics if p.kind(m) == "both")
     def cells(row: str, m: str) -> str:
         t = _cell_texts(p, row, m)
-        cls = ["num pub", "num", "num"] if len(t) == 3 else ["num pub" if p.reference else "num"]
+        cls = ["num pub", "num", "num"] if len(t) == 3 else ["num pub" if p.kind(m) == "paper" else "num"]
         return "".join(f'<td class="{c}">{esc(x)}</td>' for c, x in zip(cls, t))
     body = "".join(f"<tr><td>{esc(r)}</td>" + "".join(cells(r, m) for m in p.metrics) + "</tr>" for r in p.rows)
-    return f"<table><tr>{top}</tr>{f'<tr>{sub}</tr>' if sub else ''}{body}</table>"
+    return f"<div class=wide><table><tr>{top}</tr>{f'<tr>{sub}</tr>' if sub else ''}{body}</table></div>"
 
 def _findings_html(lines: Sequence[dict]) -> str:
     esc = html.escape
