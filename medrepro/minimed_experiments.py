@@ -577,7 +577,7 @@ def _pts(x: float | None) -> float | None: return None if x is None or math.isna
 
 def record_block(res, table: MiniTable, block: dict, n_seeds: int, quick: bool = False) -> None:
     "Add a table's MiniMed rows (percent, 95% interval across seeds) and its findings' verdicts to a report `Results`."
-    proto = (f"MiniMed held-out diseases (general: test cities), option-text log-likelihood, {'quick' if quick else 'mini'} "
+    proto = (f"MiniMed exam questions (medical: held-out diseases; general: cities), option-text log-likelihood, {'quick' if quick else 'mini'} "
              f"config; mean and 95% t-interval across seeds")
     for row in block["rows"]:
         for label, _ in table.columns:
