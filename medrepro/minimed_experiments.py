@@ -405,7 +405,7 @@ def summarize(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
             out[c][k] = {"mean": round(m, 4), "ci": [round(lo, 4), round(hi, 4)], "values": [round(x[k], 4) for x in rows]}
     return out
 
-# Rough seconds per step at one thread (v7 settings; the base: on `base_threads`): the scheduler starts the longest chains first.
+# Rough seconds per step at one thread (the base: on `base_threads`): the scheduler starts the longest chains first.
 _COST = {"base": 45, "ct": 30, "replay": 55, "one_stage": 105, "one_stage_beta0": 105, "two_stage": 50, "ct_ft_mixed": 22}
 
 def _rank(step: str, steps: Sequence[str]) -> float:
