@@ -459,6 +459,7 @@ def report_cmd(argv: list[str]) -> int:
     p.add_argument("--params-dir", default=None, help="parameter files with the published numbers (default: params/)")
     p.add_argument("--nbs-dir", default=None, help="notebooks the parameter files name (default: nbs/)")
     a = p.parse_args(argv)
+    if a.runs_dir and not Path(a.runs_dir).is_dir(): raise MedreproError(f"--runs-dir {a.runs_dir}: no such folder")
     tier_dir = Path(a.runs_dir or paper.runs_root()) / a.tier
     h, m = write_report(tier_dir, a.tier, paper.report_tables(paper.discover_tables(a.params_dir, a.nbs_dir)))
     print(f"report: {h}\n        {m}")
