@@ -477,6 +477,7 @@ class HFBackend(LLMBackend):
 
     def _generate(self, conversations, params):
         import torch
+        if not conversations: return  # everything came from the cache: no need to load the model
         tok, lm = self._load()
         ctx = getattr(lm.config, "max_position_embeddings", 2048)
         max_new = max(1, min(params["max_tokens"], ctx // 2))
