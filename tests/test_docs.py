@@ -9,7 +9,9 @@ SUBSET = ["20_samplers", "93_guo2023_figure1"]  # a library notebook and a paper
 
 def _docs_module():
     spec = importlib.util.spec_from_file_location("medrepro_docs_build", ROOT / "tools" / "docs.py")
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # the executor's worker processes look its functions up by module name
+    spec.loader.exec_module(mod)
     return mod
 
 

@@ -20,6 +20,10 @@ GROUPS = {"0": "Core", "1": "Data", "2": "Samplers", "3": "Models and training",
           "5": "Report and driver", "6": "Report and driver", "7": "MiniMed", "9": "Papers"}
 SKIP_TAG = "skip-execution"  # nbclient leaves cells with this tag unexecuted
 HIDE = {"hide": "remove-cell", "echo: false": "remove-input", "output: false": "remove-output"}
+# stderr lines about the machine, not the notebook (no ipywidgets, no optional kernels, a deprecation inside
+# transformers, jupyter's transport): left off the pages; everything else on stderr stays
+NOISE = re.compile(r"TqdmWarning: IProgress not found|Failed to load CPU gemm_4bit_forward|"
+                   r"transformers/\S+\.py:\d+: FutureWarning|\[IPKernelApp\] WARNING")
 
 
 class DocsError(Exception): pass
@@ -200,6 +204,22 @@ def default_exp(nb: dict) -> str | None:
     return None
 
 
+def quiet_stderr(outputs: list[dict]) -> list[dict]:
+    "Drop NOISE lines (and the indented source line a warning prints under itself) from stderr outputs."
+    out = []
+    for o in outputs:
+        if o.get("output_type") == "stream" and o.get("name") == "stderr":
+            kept, drop_next = [], False
+            for line in "".join(o["text"]).splitlines(keepends=True):
+                if drop_next and line.startswith(" "): drop_next = False; continue
+                drop_next = bool(NOISE.search(line))
+                if not drop_next: kept.append(line)
+            if not "".join(kept).strip(): continue
+            o = {**o, "text": "".join(kept)}
+        out.append(o)
+    return out
+
+
 def md_cell(text: str) -> dict:
     return {"cell_type": "markdown", "id": hashlib.sha1(text.encode()).hexdigest()[:8], "metadata": {}, "source": text}
 
@@ -223,14 +243,21 @@ def stage_notebook(stem: str, executed: Path, source: Path, flags: set[str], hea
             for i in ids: anchors.setdefault(i, f"nbs/{stem}.html#{i}")
             if ids: cells.append(md_cell("".join(f'<span id="{i}"></span>' for i in ids)))
         c["source"], c.setdefault("metadata", {})["tags"] = body, tags
+        c["outputs"] = quiet_stderr(c.get("outputs", []))
         cells.append(c)
-    # the header goes after the `# Title` and `> summary` cells
-    at = next((i + 1 for i, c in enumerate(cells) if c["cell_type"] == "markdown" and "".join(c["source"]).lstrip().startswith(">")), 1)
-    cells.insert(min(at, 2), md_cell(header))
+    cells.insert(_after_title(cells), md_cell(header))
     nb["cells"] = cells
     nb.setdefault("metadata", {}).pop("medrepro_docs", None)
     nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return nb, anchors
+
+
+def _after_title(cells: list[dict]) -> int:
+    "Index just after the `# Title` cell and the `> summary` line (same cell or the next), where the header goes."
+    md = lambda i: "".join(cells[i]["source"]).lstrip() if i < len(cells) and cells[i]["cell_type"] == "markdown" else ""
+    t = next((i for i in range(len(cells)) if md(i).startswith("# ")), None)
+    if t is None: return 0
+    return t + 2 if "\n>" not in md(t) and md(t + 1).startswith(">") else t + 1
 
 
 PATH_RE = re.compile(r"`((?:nbs/[\w.]+\.ipynb)|(?:params/[\w/]+\.yaml)|(?:docs/reproducing\.md))`")

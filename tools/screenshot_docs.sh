@@ -17,4 +17,4 @@ shot() {  # name, page, height
 }
 shot home "$site/index.html" 1600
 shot notebook "$site/nbs/$nb.html" 2400
-shot api "${API_PAGE:-$api}" 1600
+shot api "$(realpath "${API_PAGE:-$api}")" 1600
