@@ -66,19 +66,22 @@ def _docments(obj) -> dict:
     from fastcore.docments import docments
     try: d = docments(obj, full=True)
     except (TypeError, OSError, ValueError, SyntaxError, IndentationError, KeyError): return {}
-    return {k: v.get("docment") for k, v in d.items() if v.get("docment")}
+    # a comment that names its argument ("# drop_last: why") need not say the name twice
+    return {k: re.sub(rf"^{re.escape(k)}\s*:\s*", "", v["docment"]) for k, v in d.items() if v.get("docment")}
 
 
 def process_docstring(app, what, name, obj, options, lines):
     "Docstrings are markdown-ish: `code` becomes rst literals; docments become :param: fields; add the notebook link."
     for i, l in enumerate(lines): lines[i] = _rst(l)
+    bases = [b for b in getattr(obj, "__bases__", ()) if b is not object] if what in ("class", "exception") else []
+    if bases: lines[:0] = ["*Bases:* " + ", ".join(f":py:class:`~{b.__module__}.{b.__qualname__}`" for b in bases), ""]
     if what in ("function", "method", "class"):
         target = obj.__init__ if what == "class" and not _is_dataclass(obj) and "__init__" in vars(obj) else obj
         docs = _docments(target)
         fields = [f":param {k}: " + _rst(v) for k, v in docs.items() if k not in ("return", "self")]
         if "return" in docs: fields.append(":returns: " + _rst(docs["return"]))
         if fields: lines += [""] + fields
-    if what in ("function", "class", "data", "method", "attribute", "exception"):
+    if what in ("function", "class", "data", "exception"):  # module-level names; their methods share the link
         link = _notebook_link(app, name)
         if link: lines += ["", link]
 

@@ -20,9 +20,9 @@ docs = _docs_module()
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
-    pytest.importorskip("myst_nb"); pytest.importorskip("sphinx_book_theme")
-    dest = tmp_path_factory.mktemp("site")
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "docs.py"), "--dest", str(dest), "--only", *SUBSET],
+    dest, runs = tmp_path_factory.mktemp("site"), tmp_path_factory.mktemp("runs")
+    (runs / "mini").mkdir(); (runs / "mini" / "report.html").write_text("<html><body><h1>REPORT-MARKER</h1></body></html>")
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "docs.py"), "--dest", str(dest), "--runs", str(runs), "--only", *SUBSET],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return dest / "html"
@@ -76,6 +76,33 @@ def test_api_pages_exist_with_docments_and_notebook_links(site):
     assert 'id="medrepro.samplers.OrderSampler"' in (site / "nbs" / "20_samplers.html").read_text(encoding="utf-8")
 
 
+def test_latest_report_is_embedded(site):
+    page = (site / "report.html").read_text(encoding="utf-8")
+    assert 'src="reports/mini.html"' in page and "runs/mini/report.html" in page
+    assert "REPORT-MARKER" in (site / "reports" / "mini.html").read_text(encoding="utf-8")
+    assert 'href="report.html"' in (site / "index.html").read_text(encoding="utf-8")  # in the sidebar
+
+
+def test_smoke_run_outputs_are_used_only_when_current(tmp_path):
+    from medrepro.paper import discover_tables
+    specs = {s.notebook.name: s for s in discover_tables()}
+    src = ROOT / "nbs" / "93_guo2023_figure1.ipynb"
+    out = tmp_path / "smoke" / "guo2023" / "figure1"; out.mkdir(parents=True)
+    nb = json.loads(src.read_text(encoding="utf-8"))
+    (out / src.name).write_text(json.dumps(nb))
+    lib = docs.library_fingerprint()
+    run = {"status": "ok", "library_fingerprint": lib, "paper": "guo2023", "table": "figure1"}
+    (out / "run.json").write_text(json.dumps(run))
+    assert docs.smoke_run(src, specs, lib, tmp_path)[0] == out / src.name
+    assert docs.smoke_run(src, specs, "another-library", tmp_path) is None
+    (out / "run.json").write_text(json.dumps({**run, "status": "failed"}))
+    assert docs.smoke_run(src, specs, lib, tmp_path) is None
+    (out / "run.json").write_text(json.dumps(run))
+    next(c for c in nb["cells"] if c["cell_type"] == "code")["source"] = "changed = True"
+    (out / src.name).write_text(json.dumps(nb))
+    assert docs.smoke_run(src, specs, lib, tmp_path) is None  # the notebook changed since that run
+
+
 def _notebook(tmp: Path, cells: list[str]) -> Path:
     nb = {"cells": [{"cell_type": "code", "id": f"c{i}", "metadata": {}, "source": s, "outputs": [], "execution_count": None}
                     for i, s in enumerate(cells)],
@@ -84,7 +111,6 @@ def _notebook(tmp: Path, cells: list[str]) -> Path:
 
 
 def test_failing_notebook_names_notebook_and_cell(tmp_path):
-    pytest.importorskip("nbclient")
     nb = _notebook(tmp_path, ["x = 1", "#| slow\nraise RuntimeError('slow cells are skipped')", "1 / 0"])
     with pytest.raises(docs.DocsError) as e:
         docs.execute_all([nb], tmp_path / "cache", 1, 120, {}, log=lambda s: None)

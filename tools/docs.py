@@ -141,11 +141,11 @@ def execute_one(src: str, dest: str, key: str, timeout: int) -> tuple[str, float
     return name, secs, err
 
 
-def smoke_run(p: Path, specs: dict, lib: str) -> tuple[Path, dict] | None:
+def smoke_run(p: Path, specs: dict, lib: str, runs: Path) -> tuple[Path, dict] | None:
     "The executed notebook of a paper notebook's smoke-tier run, if it is current (same code, same library)."
     spec = specs.get(p.name)
     if spec is None: return None
-    out = ROOT / "runs" / "smoke" / spec.paper / spec.table
+    out = runs / "smoke" / spec.paper / spec.table
     run_f, nb_f = out / "run.json", out / p.name
     if not (run_f.exists() and nb_f.exists()): return None
     run = json.loads(run_f.read_text(encoding="utf-8"))
@@ -154,12 +154,13 @@ def smoke_run(p: Path, specs: dict, lib: str) -> tuple[Path, dict] | None:
     return nb_f, run
 
 
-def execute_all(nbs: list[Path], cache: Path, jobs: int, timeout: int, specs: dict, log=print) -> dict[str, Path]:
+def execute_all(nbs: list[Path], cache: Path, jobs: int, timeout: int, specs: dict, log=print,
+                runs: Path = ROOT / "runs") -> dict[str, Path]:
     "Executed notebook per stem: the cached one when its key matches, a current smoke run, or a fresh execution."
     lib, flags = library_fingerprint(), skip_flags()
     done, todo = {}, []
     for p in nbs:
-        run = smoke_run(p, specs, lib)
+        run = smoke_run(p, specs, lib, runs)
         if run: done[p.stem] = run[0]; continue
         key = exec_key(prepare(read_nb(p), flags), lib)
         dest = cache / f"{p.stem}.ipynb"
@@ -302,7 +303,7 @@ def api_pages(src: Path, modules: dict[str, str], staged: set[str]) -> None:
     for mod, stem in modules.items():
         write_if_changed(src / "api" / f"medrepro.{mod}.md",
                          f"# medrepro.{mod}\n\nDefined in " + (f"[`nbs/{stem}.ipynb`](../nbs/{stem}.ipynb)" if stem in staged else f"`nbs/{stem}.ipynb`") + ".\n\n"
-                         f"```{{eval-rst}}\n.. automodule:: medrepro.{mod}\n   :members:\n   :undoc-members:\n   :show-inheritance:\n```\n")
+                         f"```{{eval-rst}}\n.. automodule:: medrepro.{mod}\n   :members:\n   :undoc-members:\n```\n")
 
 
 def _module_summary(mod: str) -> str:
@@ -313,9 +314,9 @@ def _module_summary(mod: str) -> str:
     return doc.splitlines()[0] if doc else ""
 
 
-def latest_reports() -> list[Path]:
+def latest_reports(runs: Path) -> list[Path]:
     "runs/<tier>/report.html, newest first."
-    return sorted((ROOT / "runs").glob("*/report.html"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return sorted(runs.glob("*/report.html"), key=lambda p: p.stat().st_mtime, reverse=True)
 
 
 def report_page(src: Path, reports: list[Path]) -> str | None:
@@ -335,7 +336,7 @@ def report_page(src: Path, reports: list[Path]) -> str | None:
     return "report"
 
 
-def stage(src: Path, executed: dict[str, Path], nbs: list[Path], specs: dict) -> None:
+def stage(src: Path, executed: dict[str, Path], nbs: list[Path], specs: dict, runs: Path = ROOT / "runs") -> None:
     "Write every Sphinx source into `src` (changed files only) and remove pages that no longer exist."
     flags = skip_flags()
     keep: set[Path] = set()
@@ -369,7 +370,7 @@ def stage(src: Path, executed: dict[str, Path], nbs: list[Path], specs: dict) ->
     write_if_changed(src / "_api_links.json", json.dumps({"anchors": anchors, "modules": modules}, indent=1, sort_keys=True))
     for name, rel in (("reproducing.md", "docs/reproducing.md"), ("site.md", "docs/site.md")):
         out = src / name; write_if_changed(out, link_paths((ROOT / rel).read_text(encoding="utf-8"), staged, set(params_files))); keep.add(out)
-    report = report_page(src, latest_reports())
+    report = report_page(src, latest_reports(runs))
     if report: keep.add(src / "report.md")
     elif (src / "report.md").exists(): (src / "report.md").unlink(); shutil.rmtree(src / "_extra", ignore_errors=True)
     write_if_changed(src / "index.md", home_page(staged, set(params_files)) + toctrees(nbs, report)); keep.add(src / "index.md")
@@ -414,15 +415,16 @@ def sphinx(src: Path, html: Path, doctrees: Path, jobs: int) -> None:
     if r.returncode: raise DocsError(f"sphinx-build failed (exit {r.returncode}); its message is above")
 
 
-def build(dest: Path, only: list[str] | None = None, jobs: int = 2, timeout: int = 900, log=print) -> Path:
+def build(dest: Path, only: list[str] | None = None, jobs: int = 2, timeout: int = 900, log=print,
+          runs: Path = ROOT / "runs") -> Path:
     "Execute, stage and render; return the path of index.html."
     from medrepro.paper import discover_tables
     t0 = time.time()
     nbs = notebooks(only)
     specs = {s.notebook.name: s for s in discover_tables()}
-    executed = execute_all(nbs, dest / "cache", jobs, timeout, specs, log)
+    executed = execute_all(nbs, dest / "cache", jobs, timeout, specs, log, runs)
     t1 = time.time()
-    stage(dest / "src", executed, nbs, specs)
+    stage(dest / "src", executed, nbs, specs, runs)
     sphinx(dest / "src", dest / "html", dest / "doctrees", jobs)
     log(f"[docs] {len(nbs)} notebook pages; executing {t1 - t0:.0f} s, rendering {time.time() - t1:.0f} s")
     return dest / "html" / "index.html"
@@ -432,10 +434,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="tools/docs.py", description="Build the documentation site (static HTML, offline).")
     ap.add_argument("--dest", default=str(ROOT / "_docs"), help="build folder (git-ignored); the site is DEST/html/index.html")
     ap.add_argument("--only", nargs="+", metavar="STEM", help="build only these notebooks (stems or prefixes, e.g. 20_samplers 93)")
+    ap.add_argument("--runs", default=str(ROOT / "runs"), help="where `medrepro reproduce` wrote its runs (smoke outputs, reports)")
     ap.add_argument("--jobs", type=int, default=2, help="notebooks executed at once")
     ap.add_argument("--timeout", type=int, default=900, help="seconds one cell may run")
     a = ap.parse_args(argv)
-    try: index = build(Path(a.dest).resolve(), a.only, a.jobs, a.timeout)
+    try: index = build(Path(a.dest).resolve(), a.only, a.jobs, a.timeout, runs=Path(a.runs).resolve())
     except DocsError as e: print(f"[docs] error: {e}", file=sys.stderr); return 1
     print(f"[docs] open {index}")
     return 0
