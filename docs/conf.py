@@ -72,6 +72,7 @@ def _docments(obj) -> dict:
 
 def process_docstring(app, what, name, obj, options, lines):
     "Docstrings are markdown-ish: `code` becomes rst literals; docments become :param: fields; add the notebook link."
+    if what == "data": lines[:] = []  # a constant's "docstring" is its type's (dict, tuple); its comment is the directive's text
     for i, l in enumerate(lines): lines[i] = _rst(l)
     bases = [b for b in getattr(obj, "__bases__", ()) if b is not object] if what in ("class", "exception") else []
     if bases: lines[:0] = ["*Bases:* " + ", ".join(f":py:class:`~{b.__module__}.{b.__qualname__}`" for b in bases), ""]
@@ -99,6 +100,11 @@ def _notebook_link(app, name: str) -> str | None:
 
 
 def setup(app):
+    # Sphinx re-reads pages when config values change, not when this file's functions or the API links do
+    import hashlib
+    links = Path(app.srcdir) / "_api_links.json"
+    stamp = hashlib.sha256(Path(__file__).read_bytes() + (links.read_bytes() if links.exists() else b"")).hexdigest()[:16]
+    app.add_config_value("medrepro_docs_stamp", stamp, "env")
     def _extra(app, config):
         extra = Path(app.srcdir) / "_extra"
         config.html_extra_path = [str(extra)] if extra.exists() else []

@@ -301,9 +301,36 @@ def api_pages(src: Path, modules: dict[str, str], staged: set[str]) -> None:
     lines.append(f"\n```{{toctree}}\n:hidden:\n\n{toc}\n```\n")
     write_if_changed(src / "api" / "index.md", "\n".join(lines))
     for mod, stem in modules.items():
+        data = "".join(f"\n.. autodata:: medrepro.{mod}.{n}\n" + ("" if short else "   :no-value:\n") + (f"\n   {c}\n" if c else "")
+                       for n, short, c in module_data(mod))
         write_if_changed(src / "api" / f"medrepro.{mod}.md",
                          f"# medrepro.{mod}\n\nDefined in " + (f"[`nbs/{stem}.ipynb`](../nbs/{stem}.ipynb)" if stem in staged else f"`nbs/{stem}.ipynb`") + ".\n\n"
-                         f"```{{eval-rst}}\n.. automodule:: medrepro.{mod}\n   :members:\n   :undoc-members:\n```\n")
+                         f"```{{eval-rst}}\n.. automodule:: medrepro.{mod}\n   :members:\n   :undoc-members:\n```\n"
+                         + (f"\n## Constants and registries\n\n```{{eval-rst}}\n{data}```\n" if data else ""))
+
+
+def module_data(mod: str) -> list[tuple[str, bool, str]]:
+    "Public names in `__all__` that are assigned, not defined (autodoc skips them): (name, short value?, comment)."
+    import io, tokenize
+    f = ROOT / "medrepro" / (mod.replace(".", "/") + ".py")
+    text = f.read_text(encoding="utf-8"); tree = ast.parse(text)
+    public = next((ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                   and any(getattr(t, "id", "") == "__all__" for t in n.targets)), [])
+    comments = {t.start[0]: t.string.lstrip("# ").strip() for t in tokenize.generate_tokens(io.StringIO(text).readline)
+                if t.type == tokenize.COMMENT}
+    out = []
+    for n in tree.body:
+        if not isinstance(n, (ast.Assign, ast.AnnAssign)): continue
+        for t in (n.targets if isinstance(n, ast.Assign) else [n.target]):
+            pairs = [(t, n.value)]
+            if isinstance(t, ast.Tuple):  # A, B = x, y
+                vals = n.value.elts if isinstance(n.value, ast.Tuple) and len(n.value.elts) == len(t.elts) else [n.value] * len(t.elts)
+                pairs = list(zip(t.elts, vals))
+            for name, value in pairs:
+                if isinstance(name, ast.Name) and name.id in public:
+                    seg = ast.get_source_segment(text, value) or ""
+                    out.append((name.id, len(seg) <= 80 and "\n" not in seg, comments.get(n.lineno, "")))
+    return out
 
 
 def _module_summary(mod: str) -> str:
