@@ -155,16 +155,16 @@ def smoke_run(p: Path, specs: dict, lib: str, runs: Path) -> tuple[Path, dict] |
 
 
 def execute_all(nbs: list[Path], cache: Path, jobs: int, timeout: int, specs: dict, log=print,
-                runs: Path = ROOT / "runs") -> dict[str, Path]:
+                runs: Path = ROOT / "runs", force: bool = False) -> dict[str, Path]:
     "Executed notebook per stem: the cached one when its key matches, a current smoke run, or a fresh execution."
     lib, flags = library_fingerprint(), skip_flags()
     done, todo = {}, []
     for p in nbs:
-        run = smoke_run(p, specs, lib, runs)
+        run = None if force else smoke_run(p, specs, lib, runs)
         if run: done[p.stem] = run[0]; continue
         key = exec_key(prepare(read_nb(p), flags), lib)
         dest = cache / f"{p.stem}.ipynb"
-        if dest.exists() and read_nb(dest).get("metadata", {}).get("medrepro_docs", {}).get("key") == key:
+        if not force and dest.exists() and read_nb(dest).get("metadata", {}).get("medrepro_docs", {}).get("key") == key:
             done[p.stem] = dest
         else: todo.append((p, dest, key))
     if todo: log(f"[docs] executing {len(todo)} notebook(s), {jobs} at a time ({len(done)} unchanged)")
@@ -443,13 +443,13 @@ def sphinx(src: Path, html: Path, doctrees: Path, jobs: int) -> None:
 
 
 def build(dest: Path, only: list[str] | None = None, jobs: int = 2, timeout: int = 900, log=print,
-          runs: Path = ROOT / "runs") -> Path:
+          runs: Path = ROOT / "runs", force: bool = False) -> Path:
     "Execute, stage and render; return the path of index.html."
     from medrepro.paper import discover_tables
     t0 = time.time()
     nbs = notebooks(only)
     specs = {s.notebook.name: s for s in discover_tables()}
-    executed = execute_all(nbs, dest / "cache", jobs, timeout, specs, log, runs)
+    executed = execute_all(nbs, dest / "cache", jobs, timeout, specs, log, runs, force)
     t1 = time.time()
     stage(dest / "src", executed, nbs, specs, runs)
     sphinx(dest / "src", dest / "html", dest / "doctrees", jobs)
@@ -462,10 +462,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dest", default=str(ROOT / "_docs"), help="build folder (git-ignored); the site is DEST/html/index.html")
     ap.add_argument("--only", nargs="+", metavar="STEM", help="build only these notebooks (stems or prefixes, e.g. 20_samplers 93)")
     ap.add_argument("--runs", default=str(ROOT / "runs"), help="where `medrepro reproduce` wrote its runs (smoke outputs, reports)")
+    ap.add_argument("--force", action="store_true", help="execute every notebook again (e.g. after upgrading packages; the cache knows only code)")
     ap.add_argument("--jobs", type=int, default=2, help="notebooks executed at once")
     ap.add_argument("--timeout", type=int, default=900, help="seconds one cell may run")
     a = ap.parse_args(argv)
-    try: index = build(Path(a.dest).resolve(), a.only, a.jobs, a.timeout, runs=Path(a.runs).resolve())
+    try: index = build(Path(a.dest).resolve(), a.only, a.jobs, a.timeout, runs=Path(a.runs).resolve(), force=a.force)
     except DocsError as e: print(f"[docs] error: {e}", file=sys.stderr); return 1
     print(f"[docs] open {index}")
     return 0
