@@ -106,6 +106,21 @@ def test_smoke_run_outputs_are_used_only_when_current(tmp_path):
     assert docs.smoke_run(src, specs, lib, tmp_path) is None  # the notebook changed since that run
 
 
+def test_run_figures_close_a_page_that_shows_none_inline(tmp_path):
+    import matplotlib; matplotlib.use("Agg"); import matplotlib.pyplot as plt
+    run = tmp_path / "run"; run.mkdir()
+    fig, ax = plt.subplots(); ax.plot([0, 1]); fig.savefig(run / "curve.png"); plt.close(fig)
+    (run / "results.json").write_text(json.dumps({"figures": ["curve.png", "gone.png"]}))
+    nb = {"cells": [{"cell_type": "code", "source": "x", "metadata": {}, "outputs": []}], "metadata": {}}
+    (run / "93_x.ipynb").write_text(json.dumps(nb))
+    keep = set()
+    cells = docs.run_figures(run / "93_x.ipynb", nb, tmp_path / "src" / "_run_figures" / "93_x", keep)
+    assert len(cells) == 1 and "](_run_figures/93_x/curve.png)" in cells[0]["source"] and "gone.png" not in cells[0]["source"]
+    assert keep == {tmp_path / "src" / "_run_figures" / "93_x" / "curve.png"}
+    nb["cells"][0]["outputs"] = [{"output_type": "display_data", "data": {"image/png": "..."}}]
+    assert docs.run_figures(run / "93_x.ipynb", nb, tmp_path / "f", set()) == []  # figures inline already
+
+
 def _notebook(tmp: Path, cells: list[str]) -> Path:
     nb = {"cells": [{"cell_type": "code", "id": f"c{i}", "metadata": {}, "source": s, "outputs": [], "execution_count": None}
                     for i, s in enumerate(cells)],

@@ -354,9 +354,9 @@ def report_page(src: Path, reports: list[Path]) -> str | None:
     for r in reports: shutil.copy2(r, extra / f"{r.parent.name}.html")
     newest = reports[0]
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(newest.stat().st_mtime))
-    others = ", ".join(f"[{r.parent.name}](reports/{r.parent.name}.html)" for r in reports[1:])
+    others = ", ".join(f'<a href="reports/{r.parent.name}.html">{r.parent.name}</a>' for r in reports[1:])
     text = (f"# Latest report\n\nThe newest report under `runs/`: `runs/{newest.parent.name}/report.html`, written {when} "
-            f"by `medrepro report --tier {newest.parent.name}`. [Open it on its own page](reports/{newest.parent.name}.html)."
+            f'by `medrepro report --tier {newest.parent.name}`. <a href="reports/{newest.parent.name}.html">Open it on its own page</a>.'
             + (f" Other tiers: {others}." if others else "") +
             f'\n\n<iframe src="reports/{newest.parent.name}.html" class="medrepro-report" title="report"></iframe>\n')
     write_if_changed(src / "report.md", text)
@@ -385,6 +385,7 @@ def stage(src: Path, executed: dict[str, Path], nbs: list[Path], specs: dict, ru
         if mod: modules[mod] = stem
         header = notebook_header(p, executed[stem], specs, mod, params_files)
         nb, a = stage_notebook(stem, executed[stem], p, flags, link_paths(header, staged, set(params_files), "../"))
+        nb["cells"] += run_figures(executed[stem], nb, src / "nbs" / "_run_figures" / stem, keep)
         anchors.update(a)
         out = src / "nbs" / f"{stem}.ipynb"
         write_if_changed(out, json.dumps(nb, indent=1, ensure_ascii=False)); keep.add(out)
@@ -401,8 +402,25 @@ def stage(src: Path, executed: dict[str, Path], nbs: list[Path], specs: dict, ru
     if report: keep.add(src / "report.md")
     elif (src / "report.md").exists(): (src / "report.md").unlink(); shutil.rmtree(src / "_extra", ignore_errors=True)
     write_if_changed(src / "index.md", home_page(staged, set(params_files)) + toctrees(nbs, report)); keep.add(src / "index.md")
-    for f in list(src.rglob("*.md")) + list(src.rglob("*.ipynb")):
+    for f in list(src.rglob("*.md")) + list(src.rglob("*.ipynb")) + list((src / "nbs" / "_run_figures").rglob("*.png")):
         if f not in keep and "_extra" not in f.parts: f.unlink()  # a notebook left out of this build drops its page
+
+
+def run_figures(executed: Path, nb: dict, folder: Path, keep: set[Path]) -> list[dict]:
+    "The figures a smoke run saved, as a closing cell, when its notebook shows none inline (`medrepro reproduce` runs under Agg)."
+    res = executed.parent / "results.json"
+    if "medrepro_docs" in read_nb(executed).get("metadata", {}) or not res.exists(): return []
+    if any("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", [])): return []
+    names = [n for n in json.loads(res.read_text(encoding="utf-8")).get("figures", []) if (executed.parent / n).exists()]
+    if not names: return []
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        f = folder / Path(n).name
+        if not f.exists() or f.read_bytes() != (executed.parent / n).read_bytes(): shutil.copy2(executed.parent / n, f)
+        keep.add(f)
+    imgs = "\n\n".join(f"![{Path(n).name}](_run_figures/{folder.name}/{Path(n).name})" for n in names)
+    return [md_cell(f"## Figures saved by this run\n\nThe run's `results.json` lists them; `medrepro reproduce` draws "
+                    f"without an inline backend, so they appear here rather than under their cells.\n\n{imgs}")]
 
 
 def notebook_header(p: Path, executed: Path, specs: dict, mod: str | None, params_files: dict) -> str:
