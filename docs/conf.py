@@ -52,13 +52,13 @@ def _links(app) -> dict:
     return app._medrepro_links
 
 
-_STAR = re.compile(r"(?<![\w*\\])(\*{1,2})(?=\w)")
+_STAR = re.compile(r"(?<!\\)\*")
 
 
 def _rst(text: str) -> str:
-    "nbdev docstrings are markdown: `code` becomes an rst literal and a bare *args/**kw is not emphasis."
+    "nbdev docstrings are markdown: `code` becomes an rst literal; an asterisk (**kw, x ** beta, ***) is text, not emphasis."
     parts = _MD_CODE.split(text)  # odd parts are code
-    return "".join(f"``{p}``" if i % 2 else _STAR.sub(lambda m: "\\" + "\\".join(m.group(1)), p) for i, p in enumerate(parts))
+    return "".join(f"``{p}``" if i % 2 else _STAR.sub(r"\\*", p) for i, p in enumerate(parts))
 
 
 def _docments(obj) -> dict:

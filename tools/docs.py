@@ -310,8 +310,10 @@ def api_pages(src: Path, modules: dict[str, str], staged: set[str]) -> None:
 
 
 def module_data(mod: str) -> list[tuple[str, bool, str]]:
-    "Public names in `__all__` that are assigned, not defined (autodoc skips them): (name, short value?, comment)."
-    import io, tokenize
+    "Public names in `__all__` assigned a value that autodoc skips (not a function or class): (name, short value?, comment)."
+    import importlib, inspect, io, tokenize
+    module = importlib.import_module(f"medrepro.{mod}")
+    documented = lambda o: inspect.isroutine(o) or inspect.isclass(o) or inspect.ismodule(o)  # autodoc's own members
     f = ROOT / "medrepro" / (mod.replace(".", "/") + ".py")
     text = f.read_text(encoding="utf-8"); tree = ast.parse(text)
     public = next((ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
@@ -327,7 +329,7 @@ def module_data(mod: str) -> list[tuple[str, bool, str]]:
                 vals = n.value.elts if isinstance(n.value, ast.Tuple) and len(n.value.elts) == len(t.elts) else [n.value] * len(t.elts)
                 pairs = list(zip(t.elts, vals))
             for name, value in pairs:
-                if isinstance(name, ast.Name) and name.id in public:
+                if isinstance(name, ast.Name) and name.id in public and not documented(getattr(module, name.id, None)):
                     seg = ast.get_source_segment(text, value) or ""
                     out.append((name.id, len(seg) <= 80 and "\n" not in seg, comments.get(n.lineno, "")))
     return out
