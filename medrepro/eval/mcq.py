@@ -15,12 +15,12 @@ from ..data.records import MCQ, RecordError
 from .stats import DEFAULT_BREAKDOWNS, answer_key, score_samples
 
 # %% auto #0
-__all__ = ['UNPARSED_STEP', 'EXTRACTORS', 'PREFIX_CACHE', 'MIN_PREFIX', 'MODES', 'SCORINGS', 'NORMS', 'GUESS_STEPS', 'Shots',
-           'Extraction', 'option_text_spans', 'option_text_hits', 'letter_groups', 'bare_letters', 'first_line',
-           'statement_letters', 'extract', 'extract_guo2023', 'extract_cmexam', 'extract_huatuo2', 'extract_mmedbench',
-           'encode_many', 'prefix_groups', 'token_batches', 'stop_token_ids', 'generate_texts', 'encode_pair',
-           'score_continuations', 'EvalResult', 'build_prompts', 'evaluate', 'write_eval', 'rescore',
-           'read_predictions', 'evaluate_benchmark', 'eval_score_cmd', 'eval_run_cmd']
+__all__ = ['UNPARSED_STEP', 'EXTRACTORS', 'PREFIX_CACHE', 'MIN_PREFIX', 'GROUP_COST', 'MODES', 'SCORINGS', 'NORMS', 'GUESS_STEPS',
+           'Shots', 'Extraction', 'option_text_spans', 'option_text_hits', 'letter_groups', 'bare_letters',
+           'first_line', 'statement_letters', 'extract', 'extract_guo2023', 'extract_cmexam', 'extract_huatuo2',
+           'extract_mmedbench', 'encode_many', 'prefix_groups', 'token_batches', 'stop_token_ids', 'generate_texts',
+           'encode_pair', 'score_continuations', 'EvalResult', 'build_prompts', 'eval_path', 'evaluate', 'write_eval',
+           'rescore', 'read_predictions', 'evaluate_benchmark', 'eval_score_cmd', 'eval_run_cmd']
 
 # %% ../../nbs/40_eval.mcq.ipynb #a4abc290
 @dataclass(frozen=True)
@@ -146,7 +146,8 @@ def extract_mmedbench(output: str, q: MCQ) -> Extraction:
 
 # %% ../../nbs/40_eval.mcq.ipynb #a9cdde59
 PREFIX_CACHE = ("auto", "off")
-MIN_PREFIX = 8  # shorter shared prefixes are not worth a forward pass of their own
+MIN_PREFIX = 8   # shorter shared prefixes are not worth a forward pass of their own
+GROUP_COST = 64  # tokens a prefix group must save to pay for its extra forward pass and its smaller batches
 
 def encode_many(tokenizer, texts: list[str]) -> list[list[int]]:
     "Token ids of many strings in one call; a fast tokenizer's backend skips the offsets the ids do not need."
@@ -160,17 +161,24 @@ def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     return next((j for j in range(n) if a[j] != b[j]), n)
 
-def prefix_groups(seqs: Sequence[Sequence[int]], limits: Sequence[int], min_len: int = MIN_PREFIX) -> list[tuple[int, list[int]]]:
+def prefix_groups(seqs: Sequence[Sequence[int]], limits: Sequence[int], min_len: int = MIN_PREFIX,
+                  overhead: int = GROUP_COST) -> list[tuple[int, list[int]]]:
     "Partition token sequences into (shared prefix length, member indices); `limits[i]` caps the prefix of sequence i."
-    groups: list[tuple[int, list[int]]] = []
-    for i in sorted(range(len(seqs)), key=lambda i: seqs[i]):  # sorted: sequences sharing a prefix are neighbours
-        if groups:
-            P, m = groups[-1]
-            Q = min(P, _lcp(seqs[m[-1]], seqs[i]), limits[i])
-            # join when the group then saves more tokens (every member but one skips the prefix) than it did before
-            if Q >= min_len and len(m) * Q >= (len(m) - 1) * P: groups[-1] = (Q, m + [i]); continue
-        groups.append((max(limits[i], 0), [i]))
-    return [(P if len(m) > 1 and P >= min_len else 0, m) for P, m in groups]
+    order = sorted(range(len(seqs)), key=lambda i: seqs[i])  # sequences sharing a prefix become neighbours
+    a = [min(_lcp(seqs[i], seqs[j]), limits[i], limits[j]) for i, j in zip(order, order[1:])]
+    def best(l: int, r: int, depth: int = 0) -> tuple[int, list[tuple[int, list[int]]]]:
+        "(tokens saved, groups) for sorted positions l..r: one group, or split where the shared prefix is shortest."
+        if l == r: return 0, [(0, [l])]
+        P = min(a[l:r])
+        one = ((r - l) * P - overhead if P >= min_len else 0, [(P if P >= min_len else 0, list(range(l, r + 1)))])
+        if depth > 200: return one  # a pathological nesting: stop refining
+        cuts = [k for k in range(l, r) if a[k] == P]
+        parts = [best(s, e, depth + 1) for s, e in zip([l] + [k + 1 for k in cuts], cuts + [r])]
+        split = (sum(s for s, _ in parts), [g for _, gs in parts for g in gs])
+        return split if split[0] > one[0] else one
+    groups = best(0, len(order) - 1)[1] if order else []
+    plain = [order[k] for P, m in groups if not P for k in m]  # everything without a prefix worth sharing: one group
+    return [(P, [order[k] for k in m]) for P, m in groups if P] + ([(0, plain)] if plain else [])
 
 def _accepts(model, name: str) -> bool:
     import inspect
@@ -528,6 +536,12 @@ def _generate(model, tok, prompts, batch: dict, max_new_tokens, sampling, stop, 
     return generate_texts(model, tok, prompts, batch["batch_size"], max_new_tokens, sampling, stop, seed,
                           batch_tokens=batch["batch_tokens"], prefix_cache=batch["prefix_cache"])
 
+def eval_path(protocol: dict) -> str:
+    "One line naming the computation behind a result: prefix cache, batching, decoding."
+    parts = [f"prefix cache {'on' if protocol.get('prefix_cache_used') else 'off'}",
+             f"length-sorted batches of <= {protocol.get('batch_tokens')} tokens"]
+    return ", ".join(parts + ([protocol["decoding"].replace("_", " ")] if protocol.get("decoding") else []))
+
 def _cue_of(q: MCQ, cue: str | dict[str, str]) -> str:
     if isinstance(cue, str): return cue
     if q.language not in cue: raise MedreproError(f"question {q.id!r}: no reasoning cue for language {q.language!r}; given {sorted(cue)}")
@@ -607,7 +621,9 @@ def evaluate(model_or_name, questions: Sequence[MCQ], *, tokenizer=None,
                 "tokens": stats or None, "model": name, "device": str(model.device), "dtype": str(model.dtype).replace("torch.", ""),
                 "seconds": round(seconds, 3),
                 "questions_per_s": round(len(questions) / seconds, 3) if seconds > 0 else None}
-    return EvalResult(samples, _with_strict(score_samples(samples, metrics, breakdowns, n_boot, seed), samples), protocol)
+    m = _with_strict(score_samples(samples, metrics, breakdowns, n_boot, seed), samples)
+    m["eval_path"] = eval_path(protocol)  # which computation produced these numbers travels with them
+    return EvalResult(samples, m, protocol)
 
 # %% ../../nbs/40_eval.mcq.ipynb #fab05de7
 def write_eval(result: EvalResult, out_dir: str | Path, benchmark: dict | None = None, **extra: Any) -> Path:
