@@ -88,3 +88,21 @@ def test_unknown_prefix_cache_mode_is_one_line_error(lm):
     model, tok = lm
     with pytest.raises(MedreproError, match="prefix_cache must be one of"):
         evaluate(model, _questions(2), tokenizer=tok, prefix_cache="on", n_boot=0)
+
+
+def test_cli_switches_the_prefix_cache_and_run_json_records_the_path(tmp_path):
+    import json
+    from medrepro.cli import main
+    from medrepro.core import read_jsonl
+    runs = {}
+    for mode in ("auto", "off"):
+        out = tmp_path / mode
+        assert main(["eval", "run", "--model", "tiny", "--benchmark", "mmlu_medical", "--data", "smoke", "--mode", "loglik",
+                     "--limit", "6", "--prefix-cache", mode, "--n-boot", "0", "--out", str(out)]) == 0
+        runs[mode] = json.loads((out / "metrics.json").read_text())
+        run = json.loads((out / "run.json").read_text())
+        assert run["params"]["protocol"]["prefix_cache"] == mode and "prefix cache" in runs[mode]["eval_path"]
+        runs[mode]["samples"] = list(read_jsonl(out / "samples.jsonl"))
+    assert runs["auto"]["protocol"]["prefix_cache_used"] and not runs["off"]["protocol"]["prefix_cache_used"]
+    assert runs["auto"]["eval_path"].startswith("prefix cache on") and runs["off"]["eval_path"].startswith("prefix cache off")
+    assert [s["pred"] for s in runs["auto"]["samples"]] == [s["pred"] for s in runs["off"]["samples"]]
