@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # name: (handler "module:function", one-line help)
     "version": ("medrepro.cli:version_cmd", "print medrepro's version and the versions of its key packages"),
     "models build": ("medrepro.models:build_cmd", "build (or show) the embedded tiny/small model and its tokenizer"),
+    "data get": ("medrepro.data.fetch:data_get_cmd", "fetch and verify the original data releases (manifest, checksums, lock file)"),
     "data stats": ("medrepro.data.sources:stats_cmd", "load a benchmark/corpus file and summarise it"),
     "data overlap": ("medrepro.data.overlap:overlap_cmd", "n-gram contamination between training data and benchmarks"),
     "unify": ("medrepro.data.unify:unify_cmd", "HuatuoGPT-II data unification: documents -> instruction pairs"),
