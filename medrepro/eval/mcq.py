@@ -15,12 +15,13 @@ from ..data.records import MCQ, RecordError
 from .stats import DEFAULT_BREAKDOWNS, answer_key, score_samples
 
 # %% auto #0
-__all__ = ['UNPARSED_STEP', 'EXTRACTORS', 'PREFIX_CACHE', 'MIN_PREFIX', 'GROUP_COST', 'MODES', 'SCORINGS', 'NORMS', 'GUESS_STEPS',
-           'Shots', 'Extraction', 'option_text_spans', 'option_text_hits', 'letter_groups', 'bare_letters',
-           'first_line', 'statement_letters', 'extract', 'extract_guo2023', 'extract_cmexam', 'extract_huatuo2',
-           'extract_mmedbench', 'encode_many', 'prefix_groups', 'token_batches', 'stop_token_ids', 'generate_texts',
-           'encode_pair', 'score_continuations', 'EvalResult', 'build_prompts', 'eval_path', 'evaluate', 'write_eval',
-           'rescore', 'read_predictions', 'evaluate_benchmark', 'eval_score_cmd', 'eval_run_cmd']
+__all__ = ['UNPARSED_STEP', 'EXTRACTORS', 'PREFIX_CACHE', 'MIN_PREFIX', 'GROUP_COST', 'MAX_PAD', 'MODES', 'SCORINGS', 'NORMS',
+           'GUESS_STEPS', 'Shots', 'Extraction', 'option_text_spans', 'option_text_hits', 'letter_groups',
+           'bare_letters', 'first_line', 'statement_letters', 'extract', 'extract_guo2023', 'extract_cmexam',
+           'extract_huatuo2', 'extract_mmedbench', 'encode_many', 'prefix_groups', 'token_batches', 'stop_token_ids',
+           'generate_texts', 'encode_pair', 'score_continuations', 'EvalResult', 'build_prompts', 'eval_path',
+           'evaluate', 'write_eval', 'rescore', 'read_predictions', 'evaluate_benchmark', 'eval_score_cmd',
+           'eval_run_cmd']
 
 # %% ../../nbs/40_eval.mcq.ipynb #a4abc290
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ def extract_mmedbench(output: str, q: MCQ) -> Extraction:
 PREFIX_CACHE = ("auto", "off")
 MIN_PREFIX = 8   # shorter shared prefixes are not worth a forward pass of their own
 GROUP_COST = 64  # tokens a prefix group must save to pay for its extra forward pass and its smaller batches
+MAX_PAD = 0.1    # a batch ends before a row this much shorter than its longest: padding stays under 10%
 
 def encode_many(tokenizer, texts: list[str]) -> list[list[int]]:
     "Token ids of many strings in one call; a fast tokenizer's backend skips the offsets the ids do not need."
@@ -156,6 +158,10 @@ def encode_many(tokenizer, texts: list[str]) -> list[list[int]]:
     if backend is not None and hasattr(backend, "encode_batch_fast") and backend.padding is None and backend.truncation is None:
         return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=True)]
     return tokenizer(texts).input_ids
+
+def _count(stats: dict | None, **kw: int) -> None:
+    if stats is not None:
+        for k, v in kw.items(): stats[k] = stats.get(k, 0) + v
 
 def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
@@ -215,11 +221,12 @@ def _prefix_cache_ok(model, mode: str) -> bool:
     types = getattr(model.config, "layer_types", None)  # sliding-window layers keep a cache the views cannot stand for
     return not (types and any(t != "full_attention" for t in types))
 
-def token_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
+def token_batches(lengths: Sequence[int], batch_tokens: int, max_pad: float = MAX_PAD) -> list[list[int]]:
     "Indices sorted longest first, cut into batches whose padded size (rows x longest) stays within `batch_tokens`."
     order, out = sorted(range(len(lengths)), key=lambda i: -lengths[i]), []
     for i in order:  # the first row of a batch is its longest: the batch grows while rows x that length fits
-        if out and (len(out[-1]) + 1) * lengths[out[-1][0]] <= batch_tokens: out[-1].append(i)
+        L = lengths[out[-1][0]] if out else 0
+        if out and (len(out[-1]) + 1) * L <= batch_tokens and lengths[i] >= (1 - max_pad) * L: out[-1].append(i)
         else: out.append([i])
     return out
 
@@ -237,7 +244,8 @@ def stop_token_ids(model, tokenizer) -> set[int]:
     return ids | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
 
 #| export
-def _greedy_batch(model, rows: list[list[int]], P: int, cache, max_new: int, done: Callable[[list[int]], bool], pad: int) -> list[list[int]]:
+def _greedy_batch(model, rows: list[list[int]], P: int, cache, max_new: int, done: Callable[[list[int]], bool], pad: int,
+                  stats: dict | None = None) -> list[list[int]]:
     "Greedy tokens after each row: left-padded after the shared `P`-token prefix (whose cache is given); finished rows leave the batch."
     import torch
     dev, n = model.device, len(rows)
@@ -249,6 +257,7 @@ def _greedy_batch(model, rows: list[list[int]], P: int, cache, max_new: int, don
     keep1 = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
     out: list[list[int]] = [[] for _ in rows]
     live = list(range(n))
+    _count(stats, tokens_run=sum(len(r) - P for r in rows), tokens_padded=ids.numel(), forward_calls=1)
     for _ in range(max_new):
         res = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **keep1, **kw)
         nxt = res.logits[:, -1].argmax(-1).tolist()
@@ -261,6 +270,7 @@ def _greedy_batch(model, rows: list[list[int]], P: int, cache, max_new: int, don
             for layer in cache.layers: layer.batch_select_indices(sel)
             mask, pos, live, nxt = mask[sel], pos[sel], [live[k] for k in keep], [nxt[k] for k in keep]
         ids = torch.tensor(nxt, device=dev)[:, None]
+        _count(stats, tokens_run=len(live), tokens_padded=len(live), forward_calls=1)
         mask = torch.cat([mask, mask.new_ones(len(live), 1)], 1)
         pos = pos[:, -1:] + 1
         kw = {_cache_arg(model): cache}
@@ -271,7 +281,8 @@ def generate_texts(model, tokenizer, prompts: Sequence[str], batch_size: int = 8
                    sampling: dict | None = None,  # None = greedy; else do_sample/temperature/top_p/top_k
                    stop: Sequence[str] = (), seed: int = 0,
                    batch_tokens: int | None = None,  # greedy: padded prompt+new tokens per batch (default batch_size x 256)
-                   prefix_cache: str = "auto") -> list[str]:  # greedy: auto = shared prompt prefixes run once; off
+                   prefix_cache: str = "auto",  # greedy: auto = shared prompt prefixes run once; off
+                   stats: dict | None = None) -> list[str]:  # greedy: filled with token and call counts
     "Batched decoding with left padding; outputs in the order of `prompts`, cut at the first `stop` string."
     if sampling: return _sample_texts(model, tokenizer, prompts, batch_size, max_new_tokens, sampling, stop, seed)
     import torch
@@ -285,10 +296,12 @@ def generate_texts(model, tokenizer, prompts: Sequence[str], batch_size: int = 8
     with torch.inference_mode():
         for P, members in groups:
             cache = _prefix_state(model, seqs[members[0]][:P]) if P else None
+            P = P if cache is not None else 0
+            _count(stats, prefix_tokens=P, prefix_groups=int(P > 0))
             budget = batch_tokens or batch_size * 256
             for b in token_batches([len(seqs[j]) - P + max_new_tokens for j in members], budget):
                 idx = [members[k] for k in b]
-                for i, t in zip(idx, _greedy_batch(model, [seqs[i] for i in idx], P, cache, max_new_tokens, done, pad)):
+                for i, t in zip(idx, _greedy_batch(model, [seqs[i] for i in idx], P, cache, max_new_tokens, done, pad, stats)):
                     out[i] = _truncate(text(t), stop)
     return out
 
@@ -361,10 +374,6 @@ def _rows(groups, max_len: int) -> list[_Row]:
             if any(p - cut < 0 for _, p, _ in r.items): raise MedreproError(f"a continuation is longer than the model's {max_len} positions")
             r.ids, r.items = r.ids[cut:], [(i, p - cut, c) for i, p, c in r.items]
     return rows
-
-def _count(stats: dict | None, **kw: int) -> None:
-    if stats is not None:
-        for k, v in kw.items(): stats[k] = stats.get(k, 0) + v
 
 def _forward(model, ids, keep, cache=None):
     "Logits at positions `keep` (relative to `ids`), on top of an optional prefix cache."
@@ -534,7 +543,7 @@ def _loglik_samples(model, tok, questions, prompts, scoring, norm, template, cha
 
 def _generate(model, tok, prompts, batch: dict, max_new_tokens, sampling, stop, seed) -> list[str]:
     return generate_texts(model, tok, prompts, batch["batch_size"], max_new_tokens, sampling, stop, seed,
-                          batch_tokens=batch["batch_tokens"], prefix_cache=batch["prefix_cache"])
+                          batch_tokens=batch["batch_tokens"], prefix_cache=batch["prefix_cache"], stats=batch.get("stats"))
 
 def eval_path(protocol: dict) -> str:
     "One line naming the computation behind a result: prefix cache, batching, decoding."
@@ -601,7 +610,7 @@ def evaluate(model_or_name, questions: Sequence[MCQ], *, tokenizer=None,
     else:
         labels = {get_template(_template_name(q, template)).question_label.strip() for q in questions}
         stop = list(stop) if stop is not None else [f"\n{l}" for l in sorted(labels)]
-        outs = _generate(model, tok, prompts, batch, max_new_tokens, sampling, stop, seed)
+        outs = _generate(model, tok, prompts, {**batch, "stats": stats}, max_new_tokens, sampling, stop, seed)
         samples = [_sample(q, p, o, (e := extract(o, q, extractor)).letters, e.step) for q, p, o in zip(questions, prompts, outs)]
     seconds = time.perf_counter() - t0
     if any(shot_lists.values()):
