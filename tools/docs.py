@@ -398,12 +398,14 @@ def stage(src: Path, executed: dict[str, Path], nbs: list[Path], specs: dict, ru
     modules = dict(sorted(modules.items(), key=lambda kv: kv[1]))
     api_pages(src, modules, staged); keep |= {src / "api" / "index.md"} | {src / "api" / f"medrepro.{m}.md" for m in modules}
     write_if_changed(src / "_api_links.json", json.dumps({"anchors": anchors, "modules": modules}, indent=1, sort_keys=True))
-    for name, rel in (("reproducing.md", "docs/reproducing.md"), ("site.md", "docs/site.md")):
+    notes = sorted(f.name for f in (ROOT / "docs").glob("*.md") if f.name not in ("reproducing.md", "site.md"))
+    for name, rel in [("reproducing.md", "docs/reproducing.md"), ("site.md", "docs/site.md")] + [(f"notes/{n}", f"docs/{n}") for n in notes]:
         out = src / name; write_if_changed(out, link_paths((ROOT / rel).read_text(encoding="utf-8"), staged, set(params_files))); keep.add(out)
     report = report_page(src, latest_reports(runs))
     if report: keep.add(src / "report.md")
     elif (src / "report.md").exists(): (src / "report.md").unlink(); shutil.rmtree(src / "_extra", ignore_errors=True)
-    write_if_changed(src / "index.md", home_page(staged, set(params_files)) + toctrees(nbs, report)); keep.add(src / "index.md")
+    write_if_changed(src / "index.md", home_page(staged, set(params_files)) + toctrees(nbs, report, [f"notes/{n[:-3]}" for n in notes]))
+    keep.add(src / "index.md")
     for f in list(src.rglob("*.md")) + list(src.rglob("*.ipynb")) + list((src / "nbs" / "_run_figures").rglob("*.png")):
         if f not in keep and "_extra" not in f.parts: f.unlink()  # a notebook left out of this build drops its page
 
@@ -441,7 +443,7 @@ def notebook_header(p: Path, executed: Path, specs: dict, mod: str | None, param
     return f"{src_link}. Parameters: {params}. Outputs below: {where}."
 
 
-def toctrees(nbs: list[Path], report: str | None) -> str:
+def toctrees(nbs: list[Path], report: str | None, notes: list[str] = ()) -> str:
     "The sidebar: one captioned toctree per part of the library, in numbered order."
     parts = [("Start here", ["reproducing"] + ([report] if report else []) + ["site"])]
     for p in nbs:
@@ -449,6 +451,7 @@ def toctrees(nbs: list[Path], report: str | None) -> str:
         if not parts or parts[-1][0] != g: parts.append((g, []))
         parts[-1][1].append(f"nbs/{p.stem}")
     parts.append(("API reference", ["api/index"]))
+    if notes: parts.append(("Notes", list(notes)))  # the other pages of docs/: measurements, dated notes
     return "".join(f"\n```{{toctree}}\n:hidden:\n:caption: {cap}\n\n" + "\n".join(docs) + "\n```\n" for cap, docs in parts)
 
 
