@@ -490,7 +490,7 @@ METRIC_COLUMNS = {"acc": "accuracy", "f1": "f1_weighted"}  # paper column -> med
 def add_eval_rows(res, row: str, metrics: dict, columns: dict = METRIC_COLUMNS, protocol: dict | None = None, **kw) -> list:
     "Add one result row per paper column from an evaluator's metrics dict (fractions -> percent, with CIs)."
     protocol = protocol or {}
-    kw.setdefault("protocol", protocol_text(protocol))
+    kw.setdefault("protocol", "; ".join(x for x in (protocol_text(protocol), metrics.get("eval_path")) if x))
     kw.setdefault("extractor", protocol.get("extractor", "") if protocol.get("mode", "generate") == "generate" else "")
     if metrics.get("guessed"):  # answers the extractor only reached by breaking a tie: a reviewer must see how many
         kw["note"] = "; ".join(x for x in (kw.get("note", ""), f"guessed {metrics['guessed']} (strict acc {pct(metrics.get('accuracy_strict', 0))})") if x)

@@ -37,14 +37,15 @@ def subject_kshot_metrics(model, questions: list, dev: list = (), k: int = 0, to
     groups, pool = defaultdict(list), defaultdict(list)
     for q in questions: groups[subject(q)].append(q)
     for d in dev: pool[subject(d)].append(d)
-    samples, n_boot = [], protocol.pop("n_boot", 1000)
+    samples, n_boot, path = [], protocol.pop("n_boot", 1000), None
     if isinstance(model, (str, Path)):  # load once, not once per subject
         model, tokenizer = load_causal_lm(model), tokenizer or load_tokenizer(model)
     for subj, qs in sorted(groups.items()):
         asked = {q.question for q in qs}
         shots = [d for d in pool.get(subj, []) if d.question not in asked][:k]
-        samples += evaluate(model, qs, tokenizer=tokenizer, shots=shots, n_boot=0, **protocol).samples  # intervals: pooled, below
-    return score_samples(samples, n_boot=n_boot)
+        r = evaluate(model, qs, tokenizer=tokenizer, shots=shots, n_boot=0, **protocol)  # intervals: pooled, below
+        samples, path = samples + r.samples, r.metrics["eval_path"]
+    return {**score_samples(samples, n_boot=n_boot), **({"eval_path": path} if path else {})}
 
 # %% ../../nbs/43_eval.benchmarks.ipynb #62647c9a
 def benchmark_metrics(model, name: str, data: str = "smoke", limit: int | None = None, tokenizer=None,
