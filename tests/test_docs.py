@@ -87,7 +87,7 @@ def test_latest_report_is_embedded(site):
 
 
 def test_smoke_run_outputs_are_used_only_when_current(tmp_path):
-    from medrepro.paper import discover_tables
+    from medrepro.tables import discover_tables
     specs = {s.notebook.name: s for s in discover_tables()}
     src = ROOT / "nbs" / "93_guo2023_figure1.ipynb"
     out = tmp_path / "smoke" / "guo2023" / "figure1"; out.mkdir(parents=True)

@@ -468,7 +468,7 @@ def sphinx(src: Path, html: Path, doctrees: Path, jobs: int) -> None:
 def build(dest: Path, only: list[str] | None = None, jobs: int = 2, timeout: int = 900, log=print,
           runs: Path = ROOT / "runs", force: bool = False) -> Path:
     "Execute, stage and render; return the path of index.html."
-    from medrepro.paper import discover_tables
+    from medrepro.tables import discover_tables
     t0 = time.time()
     nbs = notebooks(only)
     specs = {s.notebook.name: s for s in discover_tables()}
