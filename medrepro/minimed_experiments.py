@@ -9,10 +9,17 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
-from .core import MedreproError, home_dir, params_hash, save_json, load_json
+from .core import MedreproError, home_dir, load_json, load_yaml, params_hash, repo_root, save_json, seed_everything
 from .data.records import MCQ, Document, Pair
-from .minimed import (QUESTION_TYPES, World, WorldConfig, encyclopedia, general_questions, general_text, load_world,
-                              medical_questions, template_responder, world_dir)
+from .minimed import (encyclopedia, general_questions, general_text, load_world, medical_questions,
+                             minimed_model_size, QUESTION_TYPES, template_responder, World, world_dir, WorldConfig)
+from .data.prompts import get_template, mcq_prompt
+from .data.llm import FunctionBackend
+from .data.unify import unify_documents, UnifyConfig
+from .models import build_model, load_causal_lm, load_tokenizer
+from .train import train_one_stage, train_pretrain, train_sft, train_two_stage
+from .eval.mcq import evaluate
+from .samplers import PrioritySampler
 
 # %% auto #0
 __all__ = ['TEMPLATES', 'SCORING', 'REASONING', 'MiniConfig', 'mini_config', 'text_target_pair', 'exam_document', 'unified_pairs',
@@ -83,7 +90,6 @@ TEMPLATES = {"zh": "mcq_zh_short", "en": "mcq_en_short"}  # CMExam/MMLU wording 
 
 def text_target_pair(q: MCQ, style: str = "answer", source: str = "sft", priority: float = 1.0) -> Pair:
     "An SFT pair: the prompt of `q`, then the answer text (answer), answer + explanation (explanation), or the chain ending in the answer (reasoning)."
-    from medrepro.data.prompts import get_template, mcq_prompt
     t = get_template(TEMPLATES[q.language])
     out = q.options[q.answer_str]
     if style == "explanation": out += f"\n{t.explanation_label}{t.delimiter}{q.explanation}"
@@ -95,14 +101,11 @@ def text_target_pair(q: MCQ, style: str = "answer", source: str = "sft", priorit
 def exam_document(q: MCQ, source: str = "general") -> Document:
     "A solved exam question as pre-training text (prompt, delimiter, answer text)."
     p = text_target_pair(q)
-    from medrepro.data.prompts import get_template
     return Document(f"exam-{q.id}", p.instruction + get_template(p.meta["template"]).delimiter + p.output, source=source, language=q.language)
 
 # %% ../nbs/71_minimed.experiments.ipynb #65cddc67
 def unified_pairs(world: World, docs: Sequence[Document], priority: float = 10.0) -> list[Pair]:
     "Encyclopedia documents -> unified QA pairs through the library's unification with the offline template backend."
-    from medrepro.data.llm import FunctionBackend
-    from medrepro.data.unify import UnifyConfig, unify_documents
     backend = FunctionBackend(template_responder(world), name=f"minimed-template-{world.seed}")
     cfg = UnifyConfig(source_type="encyclopedia", priorities={"encyclopedia": priority})
     pairs, report = unify_documents(docs, backend, cfg)
@@ -125,8 +128,6 @@ class MiniData:
 def init_model(seed: int, config: MiniConfig = MiniConfig()) -> Path:
     "The randomly initialised model of `config`'s size for the world of `seed`, with the world's tokenizer (cached)."
     import os, shutil, tempfile
-    from medrepro.minimed import minimed_model_size
-    from medrepro.models import build_model, load_tokenizer
     wd = world_dir(seed, config.world)
     out = wd / f"model-h{config.hidden}-l{config.layers}"
     if (out / "config.json").exists(): return out
@@ -168,7 +169,6 @@ def run_root(seed: int, config: MiniConfig, root: str | Path | None = None) -> P
 
 def _steps(docs: Sequence[Document], tokenizer_dir: Path, config: MiniConfig, epochs: int, batch_size: int) -> int:
     "Optimizer steps of a packed pre-training run (to place its checkpoints)."
-    from medrepro.models import load_tokenizer
     tok = load_tokenizer(tokenizer_dir)
     n = sum(len(tok(d.text)["input_ids"]) + 1 for d in docs) * epochs  # +1: the EOS after each document
     return math.ceil(math.ceil(n / config.seq_len) / batch_size)
@@ -176,7 +176,6 @@ def _steps(docs: Sequence[Document], tokenizer_dir: Path, config: MiniConfig, ep
 # %% ../nbs/71_minimed.experiments.ipynb #3786fb63
 def train_base(data: MiniData, seed: int, config: MiniConfig, root: Path) -> Path:
     "The general-domain base model, pre-trained from scratch once for every seed (cached in `root`/../base)."
-    from medrepro.train import train_pretrain
     out = root.parent / "base"  # one for all seeds: their worlds share the general corpus and the tokenizer
     if (p := _done(out)): return p
     import torch
@@ -189,7 +188,6 @@ def train_base(data: MiniData, seed: int, config: MiniConfig, root: Path) -> Pat
 
 def train_ct(data: MiniData, base: Path, seed: int, config: MiniConfig, root: Path, replay: bool = False) -> list[Path]:
     "Continual training on the encyclopedia (optionally with replayed general text); its checkpoints, last = the end."
-    from medrepro.train import train_pretrain
     out = root / ("replay" if replay else "ct")
     if replay:  # the library's replay sampler: every pass adds general documents making up `replay_fraction` of it,
         # cycling through the whole general corpus across passes (a fixed random subset would leave some cities unreplayed)
@@ -206,7 +204,6 @@ def train_ct(data: MiniData, base: Path, seed: int, config: MiniConfig, root: Pa
 
 def finetune(questions: Sequence[MCQ], model: Path, out: Path, seed: int, config: MiniConfig, style: str = "answer") -> Path:
     "Full fine-tuning on exam questions (option-text targets), Guo & Hua stage 2."
-    from medrepro.train import train_sft
     if (p := _done(out)): return p
     pairs = [text_target_pair(q, style) for q in questions]
     return train_sft(pairs, model=str(model), output_dir=str(out), method="full", optim="adamw_torch", lr=config.ft_lr,
@@ -221,7 +218,6 @@ def one_stage_records(data: MiniData, seed: int, config: MiniConfig) -> tuple[li
 
 def one_stage(data: MiniData, base: Path, out: Path, seed: int, config: MiniConfig, beta: float = 1.0) -> tuple[Path, Path]:
     "HuatuoGPT-II one-stage training from the base: domain and general data first, exam pairs last, in one priority order; (model, shares CSV)."
-    from medrepro.train import train_one_stage
     if not (p := _done(out)):
         recs, pr = one_stage_records(data, seed, config)
         p = train_one_stage(recs, model=str(base), output_dir=str(out), lr=config.one_stage_lr, epochs=1, priorities=pr,
@@ -231,7 +227,6 @@ def one_stage(data: MiniData, base: Path, out: Path, seed: int, config: MiniConf
 
 def two_stage(data: MiniData, start: Path, out: Path, seed: int, config: MiniConfig) -> tuple[Path, Path]:
     "MMed-IFT from the continually trained model: DoRA on unified pairs, merge, QLoRA on exam pairs; (final, stage-1 merged)."
-    from medrepro.train import train_two_stage
     if not (p := _done(out / "stage2")):
         # stage 1 reads the unified pairs in the one-stage run's format (huatuo), so the ablation compares schedules, not
         # wording; medrepro's mmed wording made every pair 2.3x as many tokens on this tokenizer
@@ -244,7 +239,6 @@ def two_stage(data: MiniData, start: Path, out: Path, seed: int, config: MiniCon
 
 def stage2_only(data: MiniData, start: Path, out: Path, seed: int, config: MiniConfig) -> Path:
     "MMed-IFT ablation: QLoRA (r16/a8) on exam pairs only."
-    from medrepro.train import train_sft
     if (p := _done(out)): return p
     return train_sft([text_target_pair(q) for q in data.train_questions], model=str(start), output_dir=str(out), method="qlora",
                      lora_r=16, lora_alpha=8, lr=config.adapter_lr, epochs=config.adapter_epochs, packing=True,
@@ -257,8 +251,6 @@ REASONING = dict(SCORING, mode="reason_loglik", cue=_CUE, stop=["\n"], max_new_t
 
 def score_model(model_dir: Path, data: MiniData, batch_size: int = 64, reasoning: bool = False) -> dict[str, float]:
     "Held-out-disease accuracy (overall, per hop, per question type) and general accuracy; `reasoning`: options scored after the model's own chain."
-    from medrepro.eval.mcq import evaluate
-    from medrepro.models import load_causal_lm, load_tokenizer
     model, tok = load_causal_lm(str(model_dir)).eval(), load_tokenizer(model_dir)  # loaded once for both question sets
     med = evaluate(model, data.test_questions, tokenizer=tok, batch_size=batch_size, **(REASONING if reasoning else SCORING)).samples
     gen = evaluate(model, data.general_test + data.general_seen, tokenizer=tok, batch_size=batch_size, **SCORING).samples
@@ -353,7 +345,6 @@ def run_step(seed: int, step: str, config: MiniConfig = MiniConfig(), root: str 
     r = run_root(seed, config, root)
     f = r / "scores" / f"{step}.json"
     if f.exists(): return load_json(f)
-    from medrepro.core import seed_everything
     seed_everything(seed)  # every step starts from the same state, whatever ran before it in this process
     data = _data(seed, config)
     t0 = time.perf_counter()
@@ -514,7 +505,6 @@ def mini_table(block: dict, where: str = "mini block") -> MiniTable:
 
 def mini_tables(params_dir: str | Path | None = None) -> dict[str, MiniTable]:
     "'paper/table' -> MiniTable for every params/<paper>/<table>.yaml whose `mini:` block has rows."
-    from medrepro.core import load_yaml, repo_root
     d = Path(params_dir) if params_dir else (repo_root() or Path(".")) / "params"
     out = {}
     for f in sorted(d.glob("*/*.yaml")):
@@ -651,7 +641,6 @@ def plot_shares(shares: Sequence[dict], ax=None):
 def sampler_shares(data: MiniData, beta: float = 1.0, step: int = 64, seed: int = 0,
                    config: MiniConfig = MiniConfig()) -> list[dict]:
     "Per `step` drawn examples, the exam (sft) share of the one-stage priority order for `data` (as `one_stage` draws it)."
-    from medrepro.samplers import PrioritySampler
     recs, pr = one_stage_records(data, seed, config)
     reps = {s: config.one_stage_sft_epochs if s == "sft" else config.one_stage_domain_epochs for s in pr}  # as train_one_stage
     ps = PrioritySampler([r.source for r in recs], priorities=pr, epochs=reps, beta=beta, seed=seed)

@@ -42,9 +42,9 @@ def test_a_circle_through_a_lazy_relative_import_is_found(tmp_path):
     assert out.returncode == 1 and "circle: a <-> sub.b" in out.stdout
 
 
-# Their lazy imports go with the rework of these modules on other branches (the evaluation engine split, the MiniMed
-# experiments); every other module imports medrepro at its top.
-REWORKED = {"medrepro.eval.mcq", "medrepro.minimed_experiments"}
+# Its lazy imports go with the split of the evaluation engine on another branch; every other module imports
+# medrepro at its top.
+REWORKED = {"medrepro.eval.mcq"}
 
 
 def test_imports_of_medrepro_inside_functions_say_why():
