@@ -4,24 +4,24 @@
 
 # %% ../nbs/60_paper.ipynb #4112c5aa
 from __future__ import annotations
-import ast, copy, difflib, hashlib, shutil, sys, time, traceback
+import ast, difflib, hashlib, shutil, sys, time, traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
-from .core import (MedreproError, atomic_write_text, data_root, file_hash, load_json, load_yaml, medrepro_home,
-                           params_hash, repo_root, save_json, write_run_metadata)
+from .core import (TIERS, MedreproError, atomic_write_text, data_path, deep_merge, expand_recipes, file_hash,
+                           load_json, load_yaml, medrepro_home, params_hash, pick_data, real_data, RELEASE, FIXTURE, repo_root, resolve_tier, save_json,
+                           write_run_metadata)
 
 # %% auto #0
-__all__ = ['TIERS', 'META_KEYS', 'DRIVER_KEYS', 'KERNEL_START_TRIES', 'METRIC_COLUMNS', 'params_root', 'notebooks_root',
-           'runs_root', 'data_path', 'deep_merge', 'TableSpec', 'load_spec', 'discover_tables', 'notebook_parameters',
-           'check_parameters', 'resolve_params', 'check_spec', 'library_fingerprint', 'data_hashes',
-           'inputs_fingerprint', 'pick_kernel', 'TableRun', 'run_table', 'select_tables', 'reproduce', 'report_tables',
-           'reproduce_cmd', 'notebook_out_dir', 'table_spec', 'table_results', 'protocol_text', 'add_eval_rows',
-           'usable_for_style', 'evaluate_by_subject', 'evaluate_benchmark', 'length_judge', 'comparison_figure']
+__all__ = ['META_KEYS', 'DRIVER_KEYS', 'KERNEL_START_TRIES', 'METRIC_COLUMNS', 'params_root', 'notebooks_root', 'runs_root',
+           'TableSpec', 'load_spec', 'discover_tables', 'notebook_parameters', 'check_parameters', 'resolve_params',
+           'check_spec', 'library_fingerprint', 'data_hashes', 'inputs_fingerprint', 'pick_kernel', 'TableRun',
+           'run_table', 'select_tables', 'reproduce', 'report_tables', 'reproduce_cmd', 'notebook_out_dir',
+           'table_spec', 'data_sources', 'table_results', 'protocol_text', 'add_eval_rows', 'usable_for_style',
+           'evaluate_by_subject', 'evaluate_benchmark', 'length_judge', 'comparison_figure']
 
 # %% ../nbs/60_paper.ipynb #154a6ca8
-TIERS = ("smoke", "mini", "full")
 META_KEYS = ("notebook", "title", "claim", "published", "deviations", "resources")  # describe the table; not notebook parameters
 DRIVER_KEYS = ("tier", "out_dir")  # injected by the driver into every run; a params file may not set them
 
@@ -37,21 +37,6 @@ def runs_root() -> Path:
     "Where runs go: <repo>/runs in a checkout, else MEDREPRO_HOME/runs."
     root = repo_root()
     return root / "runs" if root is not None else medrepro_home() / "runs"
-
-def data_path(p: str | Path) -> Path:
-    "A data path from a parameter: absolute as is; `data/...` under `data_root()`; else relative to the checkout."
-    p = Path(p).expanduser()
-    if p.is_absolute(): return p
-    if p.parts[:1] == ("data",): return data_root().joinpath(*p.parts[1:])  # original releases, wherever the user keeps them
-    return p if repo_root() is None else repo_root() / p  # bundled fixtures, not the kernel's working folder
-
-# %% ../nbs/60_paper.ipynb #14429aa2
-def deep_merge(base: dict, over: dict) -> dict:
-    "A copy of `base` with `over` merged in recursively (dicts merge, everything else replaces)."
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        out[k] = deep_merge(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, dict) else copy.deepcopy(v)
-    return out
 
 # %% ../nbs/60_paper.ipynb #89d09d22
 @dataclass
@@ -150,11 +135,12 @@ def check_parameters(params: dict, nb_params: dict[str, dict], where: str) -> No
     if problems: raise MedreproError(f"{where}: " + "; ".join(problems))
 
 def resolve_params(spec: TableSpec, tier: str, nb_params: dict | None = None) -> dict:
-    "The base deep-merged with the tier block, checked against the notebook's parameters cell."
+    "The tier's parameters (`core.resolve_tier`, recipes expanded), checked against the notebook's parameters cell."
     if tier not in TIERS: raise MedreproError(f"unknown tier {tier!r} (tiers: {', '.join(TIERS)})")
     if tier not in spec.tiers: raise MedreproError(f"{spec.params_file}: no '{tier}:' block, so {spec.key} cannot run at the {tier} tier")
     block = spec.tiers[tier]
-    params = {k: v for k, v in block.items() if k != "notebook"} if "notebook" in block else deep_merge(spec.base, block)
+    if "notebook" in block: params = {k: v for k, v in block.items() if k != "notebook"}  # self-contained
+    else: params = expand_recipes(resolve_tier({**spec.base, **spec.tiers}, tier, str(spec.params_file)), tier, spec.params_file.parents[1])
     check_parameters(params, nb_params if nb_params is not None else notebook_parameters(spec.notebook_for(tier)), f"{spec.params_file} ({tier})")
     return params
 
@@ -304,7 +290,8 @@ def run_table(spec: TableSpec, tier: str, runs_dir: str | Path, *, force: bool =
         write_run_metadata(out, params, paper=spec.paper, table=spec.table, tier=tier, status=status, seconds=secs, error=err,
                            notebook=str(nb.relative_to(nb.parents[1])), executed_notebook=nb.name,
                            params_file=spec.params_file.name, kernel=kernel, inputs_fingerprint=fp,
-                           library_fingerprint=library_fingerprint(), data_hashes=hashes, kernel_start_retries=retries)
+                           library_fingerprint=library_fingerprint(), data_hashes=hashes, kernel_start_retries=retries,
+                           data_sources=data_sources(spec, tier))
     return TableRun(spec.key, status, secs, out, err)
 
 # %% ../nbs/60_paper.ipynb #f9095383
@@ -357,7 +344,7 @@ def reproduce_cmd(argv: list[str]) -> int:
     p = cli_parser("reproduce", "Execute the paper notebooks (params/<paper>/<table>.yaml) for a tier into runs/<tier>/.")
     p.add_argument("--paper", action="append", default=[], help="only this paper (repeatable), e.g. guo2023")
     p.add_argument("--table", action="append", default=[], help="only this table (repeatable), e.g. table2 or guo2023/table2")
-    p.add_argument("--tier", default="smoke", choices=TIERS, help="smoke (CPU, seconds), mini (MiniMed, CPU minutes) or full (GPUs)")
+    p.add_argument("--tier", default="smoke", choices=TIERS, help="smoke (CPU, plumbing), mini (MiniMed, CPU minutes), real (SmolLM2-135M through the full code, CPU) or full (GPUs)")
     p.add_argument("--force", action="store_true", help="re-run tables whose inputs are unchanged")
     p.add_argument("--jobs", type=int, default=1, help="tables run in parallel")
     p.add_argument("--list", action="store_true", help="list the tables and their state, run nothing")
@@ -403,12 +390,21 @@ def table_spec(paper: str, table: str, params_dir: str | Path | None = None) -> 
     if not f.exists(): raise MedreproError(f"no parameter file {f}")
     return load_spec(f)
 
+def data_sources(spec: TableSpec, tier: str) -> dict[str, str]:
+    "At the real tier: which data parameters read the original releases and which the bundled fixtures."
+    return {k: kind for k, (_, kind) in real_data(spec.tiers).items()} if tier == "real" else {}
+
 def table_results(paper: str, table: str, tier: str, out_dir: str | Path | None, params_dir: str | Path | None = None):
     "A `medrepro.report.Results` for a table, with its title and published numbers from the params file."
     from medrepro.report import Results
     spec = table_spec(paper, table, params_dir)
     res = Results(paper, table, tier, notebook_out_dir(out_dir, paper, table, tier), published=spec.published, title=spec.title)
     if tier == "smoke": res.note("smoke tier: tiny random models and a few fixture questions; the numbers are noise")
+    if tier == "real":
+        kinds = data_sources(spec, tier)
+        used = ", ".join(f"{k}: {v}" for k, v in kinds.items()) or "registered benchmarks (see each row's protocol)"
+        res.note(f"real tier: SmolLM2-135M-Instruct through the full tier's code; data source: {used}. "
+                 "Fixture numbers show the plumbing works, not a finding.")
     return res
 
 def protocol_text(protocol: dict) -> str:
@@ -474,7 +470,9 @@ def evaluate_benchmark(model, name: str, data: str = "smoke", limit: int | None 
     "Metrics of `model` on registered benchmark `name` and the protocol used (spec defaults, then `protocol`)."
     from medrepro.data.benchmarks import get_benchmark, load_benchmark, load_fewshot
     from medrepro.eval.mcq import evaluate
-    spec, smoke = get_benchmark(name), data == "smoke"
+    spec = get_benchmark(name)
+    if data == "auto": data = "data" if pick_data(f"data/{spec.path}", "smoke")[1] == RELEASE else "smoke"
+    smoke = data == "smoke"
     data_dir = None if smoke else data_path(data)
     qs = load_benchmark(name, limit=limit, smoke=smoke, data_dir=data_dir)
     proto = {"template": spec.template, "extractor": spec.extractor, "shots": spec.n_shots, **protocol}
@@ -483,7 +481,7 @@ def evaluate_benchmark(model, name: str, data: str = "smoke", limit: int | None 
         pool = load_fewshot(name, smoke=smoke, data_dir=data_dir, exclude=qs)
         m = evaluate_by_subject(model, qs, pool, k, tokenizer=tokenizer, **proto)
     else: m = evaluate(model, qs, tokenizer=tokenizer, **proto).metrics
-    return m, {**proto, "shots": k, "benchmark": f"{name} v{spec.version}"}
+    return m, {**proto, "shots": k, "benchmark": f"{name} v{spec.version}", "data": FIXTURE if smoke else RELEASE}
 
 # %% ../nbs/60_paper.ipynb #25c2c233
 import re as _re

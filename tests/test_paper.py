@@ -6,7 +6,7 @@ import pytest
 
 from medrepro import paper
 from medrepro.cli import main
-from medrepro.core import MedreproError, load_json
+from medrepro.core import MedreproError, deep_merge, load_json
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "paper"
 
@@ -24,7 +24,7 @@ def spec(tables, name="ok"):
 
 def test_deep_merge_keeps_nested_base_keys_and_replaces_lists():
     base = {"train": {"lr": 1e-4, "steps": 10}, "models": ["a", "b"], "seed": 0}
-    merged = paper.deep_merge(base, {"train": {"steps": 2}, "models": ["c"]})
+    merged = deep_merge(base, {"train": {"steps": 2}, "models": ["c"]})
     assert merged == {"train": {"lr": 1e-4, "steps": 2}, "models": ["c"], "seed": 0}
     assert base["train"]["steps"] == 10  # the base is not mutated
 
