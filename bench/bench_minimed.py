@@ -2,8 +2,12 @@
 
 Usage: nice .venv/bin/python bench/bench_minimed.py [--seeds 0,1,2] [--root DIR] [--out FILE]
 
-A table with `more_seeds` (MMed-IFT's ablation) also runs its own conditions on further seeds; they are
-recorded under "more_seeds" and its block is read from them.
+The tables are the params files' `mini:` blocks (`mini_tables()`). A table with `more_seeds` (MMed-IFT's ablation)
+also runs its own conditions on further seeds; they are recorded under "more_seeds" and its block is read from them.
+
+The numbers repeat exactly on the same machine with the same --threads (and the base run's `base_threads`); on
+another CPU they differ within the intervals (floating-point kernels round differently), and the findings' verdicts
+are what should hold. Record the machine with --note when you publish a results file.
 
 Without --root every step (world, base model, continual training, conditions) runs from scratch in a fresh
 temporary folder, so the total time includes the shared steps once. Timings depend on the machine's load: say
@@ -28,7 +32,7 @@ def main(argv=None) -> int:
     import torch
     torch.set_num_threads(a.threads)
     from medrepro.core import save_json
-    from medrepro.minimed_experiments import MINI_TABLES, MiniConfig, mini_block, run_mini, table_run, verdict_text
+    from medrepro.minimed_experiments import MiniConfig, mini_block, mini_tables, run_mini, table_run, verdict_text
     seeds = [int(s) for s in a.seeds.split(",")]
     root = Path(a.root) if a.root else Path(tempfile.mkdtemp(prefix="minimed-bench-"))
     os.environ.setdefault("MEDREPRO_HOME", str(root / "home"))  # worlds are built (and timed) inside the run too
@@ -37,11 +41,12 @@ def main(argv=None) -> int:
     if a.conditions: cfg = replace(cfg, conditions=tuple(a.conditions.split(",")))
     res = run_mini(seeds, cfg, root, workers=a.workers, threads=a.threads)
     s = res["summary"]
-    # tables whose effect needs more worlds (MiniTable.more_seeds): their own conditions on further seeds, timed too
-    more = {t: table_run(t, seeds, cfg, root, shared=res, workers=a.workers, threads=a.threads)
-            for t, spec in MINI_TABLES.items() if spec.more_seeds and set(spec.conditions) <= set(cfg.conditions)}
+    tables = mini_tables()
+    # tables whose effect needs more worlds (`more_seeds`): their own conditions on further seeds, timed too
+    more = {t: table_run(spec, seeds, cfg, root, shared=res, workers=a.workers, threads=a.threads)
+            for t, spec in tables.items() if spec.more_seeds and set(spec.conditions) <= set(cfg.conditions)}
     total = time.perf_counter() - t0
-    blocks = {t: mini_block(t, more[t]["summary"] if t in more else s) for t in MINI_TABLES}
+    blocks = {t: mini_block(spec, more[t]["summary"] if t in more else s) for t, spec in tables.items()}
     out = {
         "benchmark": "minimed mini tier: all conditions; the base model once for all seeds, the other shared steps once per seed",
         "seeds": seeds, "seconds_total": round(total, 1),
@@ -50,12 +55,13 @@ def main(argv=None) -> int:
                     "note": a.note},
         "conditions": s,  # per condition and metric: mean, 95% interval and the per-seed values (paired verdicts need them)
         "more_seeds": {t: {"seeds": r["seeds"], "seconds": r["seconds"], "conditions": r["summary"]} for t, r in more.items()},
-        "blocks": blocks,  # each table's rows and paired verdict, read from its own run where it has more seeds
+        "blocks": blocks,  # each table's rows and paired verdicts, read from its own run where it has more seeds
         "per_seed": res["per_seed"], "config": res["config"],
     }
     save_json(out, a.out)
     print(f"{len(seeds)} seeds in {total:.0f} s -> {a.out}")
-    for t, b in out["blocks"].items(): print(f"  {t}: {b['finding']}: {verdict_text(b)}")
+    for t, b in out["blocks"].items():
+        for f in b["findings"]: print(f"  {t}: {f['claim']}: {verdict_text(f)}")
     return 0
 
 

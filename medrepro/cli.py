@@ -5,17 +5,19 @@
 # %% ../nbs/01_cli.ipynb #0fb0a2f7
 from __future__ import annotations
 import argparse, difflib, importlib, sys
-from typing import Callable, NoReturn, Sequence
-from .core import MedreproError
+from typing import Any, Callable, NoReturn, Sequence
+from .core import MedreproError, UsageError
 
 # %% auto #0
-__all__ = ['COMMANDS', 'CliParser', 'cli_parser', 'version_cmd', 'main']
+__all__ = ['COMMANDS', 'positive_int', 'nonneg_int', 'positive_float', 'nonneg_float', 'unit_float', 'CliParser', 'cli_parser',
+           'http_url', 'version_cmd', 'main']
 
 # %% ../nbs/01_cli.ipynb #1c50e138
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (handler "module:function", one-line help)
     "version": ("medrepro.cli:version_cmd", "print medrepro's version and the versions of its key packages"),
     "models build": ("medrepro.models:build_cmd", "build (or show) the embedded tiny/small model and its tokenizer"),
+    "data get": ("medrepro.data.fetch:data_get_cmd", "fetch and verify the original data releases (manifest, checksums, lock file)"),
     "data stats": ("medrepro.data.sources:stats_cmd", "load a benchmark/corpus file and summarise it"),
     "data overlap": ("medrepro.data.overlap:overlap_cmd", "n-gram contamination between training data and benchmarks"),
     "unify": ("medrepro.data.unify:unify_cmd", "HuatuoGPT-II data unification: documents -> instruction pairs"),
@@ -41,6 +43,29 @@ class CliParser(argparse.ArgumentParser):
 def cli_parser(command: str, description: str) -> CliParser:
     "A parser for `medrepro <command>`."
     return CliParser(prog=f"medrepro {command}", description=description)
+
+# %% ../nbs/01_cli.ipynb #8b2d4f61
+def _number(kind: type, test: Callable[[float], bool], what: str) -> Callable[[str], Any]:
+    def conv(v: str):
+        try: x = kind(v)
+        except ValueError: raise argparse.ArgumentTypeError(f"{v!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if x != x or not test(x): raise argparse.ArgumentTypeError(f"{v} is not {what}")
+        return x
+    conv.__name__ = what.replace(" ", "_")  # argparse names the type in its messages
+    return conv
+
+positive_int = _number(int, lambda x: x >= 1, "an integer >= 1")
+nonneg_int = _number(int, lambda x: x >= 0, "an integer >= 0")
+positive_float = _number(float, lambda x: 0 < x < float("inf"), "a number > 0")
+nonneg_float = _number(float, lambda x: 0 <= x < float("inf"), "a number >= 0")
+unit_float = _number(float, lambda x: 0 <= x <= 1, "a number between 0 and 1")
+
+def http_url(v: str) -> str:
+    "An http(s) URL with a host."
+    from urllib.parse import urlsplit
+    u = urlsplit(v)
+    if u.scheme not in ("http", "https") or not u.hostname: raise argparse.ArgumentTypeError(f"{v!r} is not an http(s) URL")
+    return v
 
 # %% ../nbs/01_cli.ipynb #d5fc1825
 def _usage() -> str:
@@ -88,7 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         print(f"medrepro {name}: not available in this version yet", file=sys.stderr); return 2
     try: return int(handler(rest) or 0)
+    except UsageError as e:
+        print(f"medrepro {name}: error: {e}", file=sys.stderr); return 2
     except MedreproError as e:
         print(f"medrepro {name}: error: {e}", file=sys.stderr); return 1
+    except OSError as e:  # a file that cannot be read or written: name it, no traceback
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"medrepro {name}: error: {where}{e.strerror or e}", file=sys.stderr); return 1
     except KeyboardInterrupt:
         print(f"medrepro {name}: interrupted", file=sys.stderr); return 130

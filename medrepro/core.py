@@ -8,12 +8,13 @@ import copy, difflib, hashlib, json, os, platform, random, re, socket, subproces
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 # %% auto #0
-__all__ = ['SECRET_WORDS', 'TRACKED_PACKAGES', 'TIERS', 'RELEASE', 'FIXTURE', 'RUN_KEYS', 'MedreproError', 'UnknownNameError',
-           'repo_root', 'medrepro_home', 'data_root', 'home_dir', 'seed_everything', 'Registry', 'canonical_json',
-           'params_hash', 'file_hash', 'atomic_write_text', 'save_json', 'load_json', 'scrub_secrets',
+__all__ = ['SECRET_WORDS', 'TRACKED_PACKAGES', 'TIERS', 'RELEASE', 'FIXTURE', 'RUN_KEYS', 'MedreproError', 'UsageError',
+           'UnknownNameError', 'repo_root', 'medrepro_home', 'data_root', 'home_dir', 'seed_everything', 'Registry',
+           'canonical_json', 'params_hash', 'file_hash', 'atomic_write_text', 'save_json', 'load_json', 'scrub_secrets',
            'package_versions', 'git_info', 'run_metadata', 'write_run_metadata', 'read_jsonl', 'write_jsonl',
            'load_yaml', 'deep_merge', 'resolve_tier', 'data_path', 'release_paths', 'pick_data', 'real_data',
            'recipe_stage', 'recipe_config', 'expand_recipes']
@@ -21,6 +22,9 @@ __all__ = ['SECRET_WORDS', 'TRACKED_PACKAGES', 'TIERS', 'RELEASE', 'FIXTURE', 'R
 # %% ../nbs/00_core.ipynb #620837d6
 class MedreproError(Exception):
     "A problem with the user's input or configuration, reported without a traceback by the CLI."
+
+class UsageError(MedreproError):
+    "A bad command-line value (or a combination the run cannot honour): the CLI exits with status 2, not 1."
 
 class UnknownNameError(MedreproError, KeyError):
     "A name that is not registered; the message lists the closest registered names."
@@ -200,8 +204,21 @@ def write_run_metadata(out_dir: str | Path, params: dict | None = None, **extra:
 
 # %% ../nbs/00_core.ipynb #e447b4a3
 def read_jsonl(path: str | Path) -> list[dict]:
-    "All JSON objects of a jsonl file (blank lines ignored)."
-    with open(path, encoding="utf-8") as f: return [json.loads(l) for l in f if l.strip()]
+    "All JSON values of a jsonl file (blank lines ignored); a bad line is a `MedreproError` naming file and line."
+    out = []
+    with _readable(path) as f:
+        for n, l in enumerate(f, 1):
+            if not l.strip(): continue
+            try: out.append(json.loads(l))
+            except json.JSONDecodeError as e: raise MedreproError(f"{path}:line {n}: invalid JSON: {e.msg} at column {e.colno}") from None
+    return out
+
+@contextmanager
+def _readable(path: str | Path):
+    "An open UTF-8 text file whose decoding errors name the file."
+    with open(path, encoding="utf-8") as f:
+        try: yield f
+        except UnicodeDecodeError as e: raise MedreproError(f"{path}: not UTF-8 text (byte {e.start} of a read)") from None
 
 def write_jsonl(rows: list[dict], path: str | Path) -> Path:
     "Atomically write rows as jsonl."
@@ -210,7 +227,9 @@ def write_jsonl(rows: list[dict], path: str | Path) -> Path:
 def load_yaml(path: str | Path) -> Any:
     "Read a YAML file."
     import yaml
-    with open(path, encoding="utf-8") as f: return yaml.safe_load(f)
+    with _readable(path) as f:
+        try: return yaml.safe_load(f)
+        except yaml.YAMLError as e: raise MedreproError(f"{path}: not valid YAML: {' '.join(str(e).split())[:200]}") from None
 
 # %% ../nbs/00_core.ipynb #5b1c4ac2
 TIERS = ("smoke", "mini", "real", "full")

@@ -15,46 +15,48 @@ from .minimed import (QUESTION_TYPES, World, WorldConfig, encyclopedia, general_
                               medical_questions, template_responder, world_dir)
 
 # %% auto #0
-__all__ = ['TEMPLATES', 'SCORING', 'REASONING', 'MINI_TABLES', 'MiniConfig', 'text_target_pair', 'exam_document', 'unified_pairs',
+__all__ = ['TEMPLATES', 'SCORING', 'REASONING', 'MiniConfig', 'mini_config', 'text_target_pair', 'exam_document', 'unified_pairs',
            'MiniData', 'init_model', 'mini_data', 'run_root', 'train_base', 'train_ct', 'finetune', 'one_stage_records',
            'one_stage', 'two_stage', 'stage2_only', 'score_model', 'chain_checks', 'mini_steps', 'step_parent',
-           'run_step', 'run_seed', 't_interval', 'summarize', 'run_mini', 'MiniTable', 'table_seeds', 'table_run',
-           'mini_block', 'paired_difference', 'verdict_text', 'plot_conditions', 'plot_curve', 'plot_types',
+           'run_step', 'run_seed', 't_interval', 'summarize', 'run_mini', 'Finding', 'MiniTable', 'mini_table',
+           'mini_tables', 'table_seeds', 'table_run', 'paired_difference', 'finding_verdict', 'mini_block',
+           'verdict_text', 'recorded_summary', 'record_block', 'plot_conditions', 'plot_curve', 'plot_types',
            'plot_shares', 'sampler_shares']
 
 # %% ../nbs/71_minimed.experiments.ipynb #51d5f2d0
 @dataclass(frozen=True)
 class MiniConfig:
-    "Every setting of a MiniMed experiment run (defaults: the `mini` tier)."
-    world: WorldConfig = WorldConfig(n_diseases=40, n_cities=32, n_countries=6, n_rivers=8)  # 24 train / 16 test diseases
-    # (32 diseases, 20 train: fine-tuning learnt to answer held-out 1-hop questions in 1 seed of 3)
-    hidden: int = 96                  # model width (128 wide: ~15% more seconds)
-    layers: int = 3                   # 0.65M parameters; a step takes 64 ms at 3 layers, 89 ms at 4 (512 tokens, one thread)
-    seq_len: int = 128                # packed row length: documents are 5-70 tokens; 256 cost 14% more for the same tokens
+    "Every setting of a MiniMed experiment run (defaults: the `mini` tier; a params file's `mini: config:` overrides them)."
+    world: WorldConfig = WorldConfig(n_diseases=40, n_cities=32, n_countries=6, n_rivers=8)  # 24 train / 16 held-out diseases:
+                                      # with fewer training diseases fine-tuning carries the format to held-out ones in some seeds only
+    hidden: int = 96                  # model width: wider costs more time and scored no higher
+    layers: int = 3                   # 0.65M parameters: a step of 512 tokens stays well under 0.1 s on one thread
+    seq_len: int = 128                # documents are 5-70 tokens: longer rows pack the same tokens at more cost
     batch_size: int = 4               # rows per step (512 tokens) of the base, one-stage and two-stage runs
-    adapt_batch_size: int = 2         # rows per step of continual training, replay and fine-tuning: as many updates as 4 rows
-                                      # at half the epochs, in ~55% of the time (v5 seed 0: CT+FT 49% vs 52%)
-    base_epochs: int = 56             # general pre-training passes (v5: 64 over 40 cities); 2 rows x 32 left general at 56%
+    adapt_batch_size: int = 2         # rows per step of continual training, replay and fine-tuning: as many updates as
+                                      # 4 rows at half the epochs, in about half the time, for the same accuracy
+    base_epochs: int = 56             # enough passes for the base to know the general world well (forgetting needs it)
     base_lr: float = 3e-3
-    base_threads: int = 2             # torch threads of the one shared base run (1.65x faster on 2 cores; fixed, so the numbers
-                                      # do not depend on the machine's core count)
-    ct_epochs: int = 20               # encyclopedia passes at 2 rows: v5's 40 at 4 rows was flat after its first half
+    base_threads: int = 2             # torch threads of the one shared base run: fixed, so the numbers do not depend
+                                      # on the machine's core count
+    ct_epochs: int = 20               # encyclopedia passes: the held-out facts are learnt by then; longer training hurts
     ct_lr: float = 3e-3
-    ct_checkpoints: int = 4           # evenly spaced checkpoints (the last is the end of CT)
+    ct_checkpoints: int = 4           # evenly spaced checkpoints (the last is the end of CT): Table 3's curve
     replay_fraction: float = 0.25     # share of general documents in the replay run
-    ft_epochs: int = 8                # at 2 rows; v7's 6: CT+FT 47.1% vs 50.4% at 8 (cached v7 CT models, 4 test forms)
-    ft_lr: float = 5e-4               # pilot: fine-tuning lr above 5e-4 destroyed what CT taught
-    one_stage_domain_epochs: int = 16 # passes over the unified pairs in the one priority order (v3: 4 -> chance; 12: 44% in a 32-disease probe)
+    ft_epochs: int = 8                # fine-tuning passes: fewer score lower, more add nothing
+    ft_lr: float = 5e-4               # a higher rate destroys what continual training taught
+    one_stage_domain_epochs: int = 16 # passes over the unified pairs in the one priority order: a tiny model needs many
     one_stage_sft_epochs: int = 8     # exam pair repeats; the one-stage run keeps 4 rows a step
     one_stage_general_fraction: float = 0.25  # general text in the one-stage mix (HuatuoGPT-II mixes general corpora)
     one_stage_lr: float = 3e-3        # the CT rate: the cosine tail is what the exam pairs at the end train under
-    domain_priority: float = 3.0      # domain (and general) : fine-tuning; v3's 10 (pilot) left the exam pairs to the last 7%, at lr ~0
+    domain_priority: float = 3.0      # domain (and general) : fine-tuning; a much larger ratio leaves the exam pairs
+                                      # to the last few percent of the run, where the learning rate is near zero
     adapter_lr: float = 3e-3          # QLoRA learning rate (two-stage stage 2, stage 2 alone); adapters need more than full FT
-    stage1_lr: float = 1e-2           # two-stage stage 1 (DoRA r32/a16): at 3e-3 it ended near loss 1.3 and added nothing
-    adapter_epochs: int = 5           # 2 (40 QLoRA steps) ended at loss 7.3; 5 (100 steps) at 1.4-1.7
+    stage1_lr: float = 1e-2           # two-stage stage 1 (DoRA r32/a16): at the CT rate it adds nothing
+    adapter_epochs: int = 5           # enough QLoRA steps for the exam loss to come down
     language: str = "zh"              # exam and encyclopedia language (CMExam is Chinese)
-    test_forms: int = 4               # each held-out question asked in 4 forms (distractors re-drawn): fine-tuning alone
-                                      # scattered 19-26% over seeds on one form, 22-26% on four (v7 models); scoring is cheap
+    test_forms: int = 4               # each held-out question asked in 4 forms (distractors re-drawn): one draw of
+                                      # distractors moves a chance-level condition by several points; scoring is cheap
     conditions: tuple = ("ft_only", "ct_ft", "ct_curve", "replay_ft", "one_stage", "one_stage_beta0", "ct_ft_explanation",
                          "ct_ft_reasoning", "ft_only_explanation", "two_stage", "stage2_only", "ct_ft_mixed")
 
@@ -62,6 +64,19 @@ class MiniConfig:
         "A small, fast variant for notebooks and tests."
         return replace(self, world=WorldConfig(n_diseases=16, n_cities=16, n_countries=4, n_rivers=4), hidden=64, layers=2,
                        base_epochs=4, ct_epochs=3, ft_epochs=1, one_stage_domain_epochs=2, one_stage_sft_epochs=1, adapter_epochs=1, ct_checkpoints=2)
+
+def mini_config(overrides: dict | None = None, base: MiniConfig = MiniConfig(), where: str = "MiniConfig") -> MiniConfig:
+    "`base` with `overrides` (a params file's `config:`; `world:` merges into the WorldConfig); unknown keys raise."
+    o = dict(overrides or {})
+    bad = sorted(set(o) - set(MiniConfig.__dataclass_fields__))
+    if bad: raise MedreproError(f"{where}: unknown MiniConfig setting(s) {bad}")
+    if isinstance(o.get("world"), dict):
+        wbad = sorted(set(o["world"]) - set(WorldConfig.__dataclass_fields__))
+        if wbad: raise MedreproError(f"{where}: unknown world setting(s) {wbad}")
+        o["world"] = replace(base.world, **o["world"])
+    if "conditions" in o: o["conditions"] = tuple(o["conditions"])
+    return replace(base, **o)
+
 
 # %% ../nbs/71_minimed.experiments.ipynb #2c663eca
 TEMPLATES = {"zh": "mcq_zh_short", "en": "mcq_en_short"}  # CMExam/MMLU wording minus the instruction line: 21% (zh), 39% (en) fewer tokens
@@ -390,7 +405,7 @@ def summarize(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
             out[c][k] = {"mean": round(m, 4), "ci": [round(lo, 4), round(hi, 4)], "values": [round(x[k], 4) for x in rows]}
     return out
 
-# Rough seconds per step at one thread (v7 settings; the base: on `base_threads`): the scheduler starts the longest chains first.
+# Rough seconds per step at one thread (the base: on `base_threads`): the scheduler starts the longest chains first.
 _COST = {"base": 45, "ct": 30, "replay": 55, "one_stage": 105, "one_stage_beta0": 105, "two_stage": 50, "ct_ft_mixed": 22}
 
 def _rank(step: str, steps: Sequence[str]) -> float:
@@ -446,95 +461,77 @@ def run_mini(seeds: Sequence[int] = (0, 1, 2), config: MiniConfig = MiniConfig()
 
 # %% ../nbs/71_minimed.experiments.ipynb #c84157e9
 @dataclass(frozen=True)
+class Finding:
+    "One of a paper's claims as a paired test: `better` beats `worse` on `metric`, seed by seed in the same worlds."
+    claim: str                       # the paper's claim, in one sentence
+    better: str                      # the condition the paper says wins ...
+    worse: str                       # ... over this one
+    metric: str = "medical"          # ... on this `score_model` metric
+
+@dataclass(frozen=True)
 class MiniTable:
-    "How one paper table is mirrored in MiniMed."
+    "One paper table mirrored in MiniMed: a params file's `mini:` block (rows, columns, findings, settings)."
     rows: tuple                      # (label, condition) pairs, in the paper's row order
     columns: tuple                   # (label, metric) pairs
-    finding: str                     # the paper's qualitative claim
-    better: str = ""                 # condition expected to win ...
-    worse: str = ""                  # ... over this one
-    metric: str = "medical"          # ... on this metric ("-general" = expected to LOSE on general)
-    more_seeds: int = 0              # further seeds for this table's own conditions: an effect smaller than the seed-to-seed
-                                     # spread needs more worlds than the three every condition runs on
+    findings: tuple = ()             # the Findings this table's conditions test
+    more_seeds: int = 0              # further seeds for this table's own conditions: an effect smaller than the
+                                     # seed-to-seed spread needs more worlds than the seeds every table shares
+    config: tuple = ()               # MiniConfig overrides as (key, value) pairs; none: the tier's defaults
 
     @property
     def conditions(self) -> tuple:
-        "The `MiniConfig.conditions` this table's rows need."
-        return tuple(dict.fromkeys(c for _, c in self.rows if c in _NEEDS))
+        "The `MiniConfig.conditions` this table's rows and findings need."
+        used = [c for _, c in self.rows] + [c for f in self.findings for c in (f.better, f.worse)]
+        return tuple(dict.fromkeys(c for c in used if c in _NEEDS))
 
-MINI_TABLES = {
-    "guo2023_table2": MiniTable(
-        (("fine-tuning only, answer-only", "ft_only"), ("fine-tuning only, with reasoning", "ft_only_explanation"),
-         ("CT + fine-tuning, answer-only", "ct_ft"), ("CT + fine-tuning, answer then explanation", "ct_ft_explanation"),
-         ("CT + fine-tuning, reasoning first (own chain, then options)", "ct_ft_reasoning")),
-        (("held-out acc", "medical"), ("1-hop", "hop1"), ("2-hop", "hop2"), ("3-hop", "hop3")),
-        "continual training before fine-tuning beats fine-tuning alone", "ct_ft", "ft_only"),
-    "guo2023_table2_reasoning": MiniTable(
-        (("CT + fine-tuning, answer-only", "ct_ft"), ("CT + fine-tuning, answer then explanation", "ct_ft_explanation"),
-         ("CT + fine-tuning, reasoning first (own chain, then options)", "ct_ft_reasoning")),
-        (("held-out acc", "medical"), ("1-hop", "hop1"), ("2-hop", "hop2"), ("3-hop", "hop3")),
-        "fine-tuning with reasoning (explanations) beats answer-only", "ct_ft_reasoning", "ct_ft"),
-    "guo2023_table3": MiniTable(
-        (("checkpoint 0 (no CT)", "ft_only"), ("CT 25%", "ct_ckpt1_ft"), ("CT 50%", "ct_ckpt2_ft"), ("CT 75%", "ct_ckpt3_ft"),
-         ("CT 100%", "ct_ft")),
-        (("held-out acc", "medical"), ("MMLU-like (en)", "general_en"), ("CMMLU-like (zh)", "general_zh")),
-        "accuracy rises over continual-training checkpoints", "ct_ft", "ct_ckpt1_ft"),
-    "guo2023_table4": MiniTable(
-        (("CT + CMExam", "ct_ft"), ("CT + CMExam + English exams", "ct_ft_mixed")),
-        (("held-out acc", "medical"), ("general", "general")),
-        "adding English exam data does not help the Chinese exam (paper: it hurt)", "ct_ft", "ct_ft_mixed"),
-    "forgetting": MiniTable(
-        (("base", "base"), ("after CT", "ct"), ("after CT + fine-tuning", "ct_ft")),
-        (("general acc", "general"), ("MMLU-like (en)", "general_en"), ("CMMLU-like (zh)", "general_zh")),
-        "continual training on medicine forgets general knowledge", "base", "ct", "general"),
-    "forgetting_replay": MiniTable(
-        (("base", "base"), ("after CT", "ct"), ("after CT + fine-tuning", "ct_ft"), ("CT with 25% replay", "replay"),
-         ("replay + fine-tuning", "replay_ft")),
-        (("general acc", "general"), ("held-out acc", "medical")),
-        "replaying general text during continual training prevents most of the forgetting", "replay", "ct", "general"),
-    "forgetting_seen": MiniTable(
-        (("base", "base"), ("after CT", "ct"), ("after CT + fine-tuning", "ct_ft")),
-        (("general acc, seen cities", "general_seen"), ("general acc, unseen cities", "general")),
-        "continual training forgets general knowledge the base model had (questions it solved in pre-training)",
-        "base", "ct", "general_seen"),
-    "forgetting_replay_seen": MiniTable(
-        (("after CT", "ct"), ("CT with 25% replay", "replay"), ("replay + fine-tuning", "replay_ft")),
-        (("general acc, seen cities", "general_seen"), ("general acc, unseen cities", "general")),
-        "replay prevents most of the forgetting of what the base model knew", "replay", "ct", "general_seen"),
-    "huatuo2_one_stage": MiniTable(
-        (("two-stage (CT then fine-tuning)", "ct_ft"), ("one-stage, priority beta=1", "one_stage"),
-         ("one-stage, uniform beta=0", "one_stage_beta0")),
-        (("held-out acc", "medical"), ("general", "general"), ("3-hop", "hop3")),
-        "one-stage priority-sampled training beats two-stage on domain questions", "one_stage", "ct_ft"),
-    "mmed_ift_ablation": MiniTable(
-        (("no instruction tuning (after CT)", "ct"), ("stage 1 only (DoRA, merged)", "stage1_only"),
-         ("stage 2 only (QLoRA)", "stage2_only"), ("two-stage", "two_stage")),
-        (("held-out acc", "medical"), ("general", "general")),
-        "two-stage instruction tuning beats either stage alone", "two_stage", "stage2_only",
-        more_seeds=3),  # v8 at 3 seeds: +9.5 points [-16, +35]; stage 2 alone swung 31-44% with the seed
-}
+    def miniconfig(self, quick: bool = False) -> MiniConfig:
+        "The configuration this table runs: the defaults with its overrides (`quick`: the small variant)."
+        c = mini_config(dict(self.config))
+        return c.quick() if quick else c
 
-def table_seeds(table: str, seeds: Sequence[int]) -> list[int]:
+def _pairs(x: Any, what: str, where: str) -> tuple:
+    "A YAML mapping (label: name) as (label, name) pairs, in order."
+    if not isinstance(x, dict) or not x: raise MedreproError(f"{where}: '{what}:' must be a non-empty mapping of label: name")
+    return tuple((str(k), str(v)) for k, v in x.items())
+
+def mini_table(block: dict, where: str = "mini block") -> MiniTable:
+    "A `mini:` block (rows, columns, findings, more_seeds, config) as a checked MiniTable; problems name `where`."
+    rows, cols = _pairs(block.get("rows"), "rows", where), _pairs(block.get("columns"), "columns", where)
+    fs = []
+    for i, f in enumerate(block.get("findings") or []):
+        miss = [k for k in ("claim", "better", "worse") if not (isinstance(f, dict) and f.get(k))]
+        if miss: raise MedreproError(f"{where}: findings[{i}] lacks {', '.join(miss)}")
+        extra = sorted(set(f) - set(Finding.__dataclass_fields__))
+        if extra: raise MedreproError(f"{where}: findings[{i}] has unknown key(s) {extra}")
+        fs.append(Finding(**f))
+    cfg = dict(block.get("config") or {})
+    mini_config(cfg, where=where)  # unknown settings fail here, not in a worker process
+    t = MiniTable(rows, cols, tuple(fs), int(block.get("more_seeds") or 0), tuple(sorted(cfg.items())))
+    known = set(mini_steps(replace(t.miniconfig(), conditions=tuple(_NEEDS))))
+    bad = sorted(({c for _, c in t.rows} | {c for f in fs for c in (f.better, f.worse)}) - known)
+    if bad: raise MedreproError(f"{where}: unknown condition(s) {bad}; known: {', '.join(sorted(known))}")
+    return t
+
+def mini_tables(params_dir: str | Path | None = None) -> dict[str, MiniTable]:
+    "'paper/table' -> MiniTable for every params/<paper>/<table>.yaml whose `mini:` block has rows."
+    from medrepro.core import load_yaml, repo_root
+    d = Path(params_dir) if params_dir else (repo_root() or Path(".")) / "params"
+    out = {}
+    for f in sorted(d.glob("*/*.yaml")):
+        block = (load_yaml(f) or {}).get("mini") or {}
+        if "rows" in block: out[f"{f.parent.name}/{f.stem}"] = mini_table(block, f"{f} (mini)")
+    return out
+
+# %% ../nbs/71_minimed.experiments.ipynb #632019d2
+def table_seeds(table: MiniTable, seeds: Sequence[int]) -> list[int]:
     "`seeds` plus `table`'s `more_seeds` further ones (the next numbers after the largest)."
-    n = MINI_TABLES[table].more_seeds
-    return [*seeds, *range(max(seeds) + 1, max(seeds) + 1 + n)]
+    return [*seeds, *range(max(seeds) + 1, max(seeds) + 1 + table.more_seeds)]
 
-def table_run(table: str, seeds: Sequence[int], config: MiniConfig = MiniConfig(), root: str | Path | None = None,
+def table_run(table: MiniTable, seeds: Sequence[int], config: MiniConfig = MiniConfig(), root: str | Path | None = None,
               shared: dict | None = None, **kw) -> dict:
-    "The run `table`'s block is read from: `shared` (every condition on `seeds`), or its own conditions on `table_seeds`."
-    spec = MINI_TABLES[table]
-    if not spec.more_seeds: return shared if shared is not None else run_mini(seeds, config, root, **kw)
-    return run_mini(table_seeds(table, seeds), replace(config, conditions=spec.conditions), root, **kw)  # cached steps read back
-
-def mini_block(table: str, summary: dict) -> dict:
-    "Rows (label, mean and interval per column) and the finding's verdict for one table, from `summarize`'s output."
-    t = MINI_TABLES[table] if table in MINI_TABLES else None
-    if t is None: raise MedreproError(f"no mini block for table {table!r}; known: {', '.join(MINI_TABLES)}")
-    rows = [{"row": label, "condition": c, **{col: summary.get(c, {}).get(m) for col, m in t.columns},
-             "seconds": summary.get(c, {}).get("seconds")} for label, c in t.rows]
-    diff = paired_difference(summary, t.better, t.worse, t.metric.lstrip("-"))
-    verdict = None if diff is None else (diff["ci"][0] > 0) if diff["n"] > 1 else (diff["mean"] > 0)
-    return {"table": table, "finding": t.finding, "reproduced": verdict, "difference": diff, "rows": rows}
+    "The run `table` is read from: `shared` (every condition on `seeds`), or its own conditions on `table_seeds`."
+    if not table.more_seeds: return shared if shared is not None else run_mini(seeds, config, root, **kw)
+    return run_mini(table_seeds(table, seeds), replace(config, conditions=table.conditions), root, **kw)  # cached steps read back
 
 def paired_difference(summary: dict, better: str, worse: str, metric: str = "medical") -> dict | None:
     "`better` minus `worse` seed by seed (the same worlds): mean, 95% t-interval, and in how many seeds it is positive."
@@ -546,13 +543,51 @@ def paired_difference(summary: dict, better: str, worse: str, metric: str = "med
     m, lo, hi = t_interval(d)
     return {"mean": round(m, 4), "ci": [round(lo, 4), round(hi, 4)], "positive": sum(x > 0 for x in d), "n": len(d)}
 
-def verdict_text(block: dict) -> str:
-    "REPRODUCED, or NOT reproduced with the paired difference and how many seeds point the paper's way."
-    d = block.get("difference")
+def finding_verdict(f: Finding, summary: dict) -> dict:
+    "The finding tested: reproduced when the paired difference's 95% interval lies above 0 (None: untestable)."
+    d = paired_difference(summary, f.better, f.worse, f.metric)
+    ok = None if d is None or d["n"] < 2 or math.isnan(d["ci"][0]) else d["ci"][0] > 0  # one seed has no interval
+    return {**asdict(f), "reproduced": ok, "difference": d}
+
+def mini_block(table: MiniTable, summary: dict) -> dict:
+    "Rows (label, mean and interval per column) and each finding's verdict for one table, from `summarize`'s output."
+    rows = [{"row": label, "condition": c, **{col: summary.get(c, {}).get(m) for col, m in table.columns},
+             "seconds": summary.get(c, {}).get("seconds")} for label, c in table.rows]
+    return {"rows": rows, "findings": [finding_verdict(f, summary) for f in table.findings]}
+
+def verdict_text(v: dict) -> str:
+    "REPRODUCED, or NOT reproduced, with the paired difference and how many seeds point the paper's way."
+    d = v.get("difference")
     if d is None: return "undetermined (a condition did not run)"
     ci = "" if math.isnan(d["ci"][0]) else f" [{100 * d['ci'][0]:+.1f}, {100 * d['ci'][1]:+.1f}]"
     how = f"difference {100 * d['mean']:+.1f} points{ci}, positive in {d['positive']}/{d['n']} seeds"
-    return f"{'REPRODUCED' if block['reproduced'] else 'NOT reproduced'} ({how})"
+    word = {True: "REPRODUCED", False: "NOT reproduced", None: "undetermined (one seed: no interval)"}[v["reproduced"]]
+    return f"{word} ({how})"
+
+def recorded_summary(bench: dict, table: MiniTable) -> dict:
+    "The summary `table` is read from in a `bench_minimed.py` results file: the shared seeds', or its own longer run."
+    if not table.more_seeds: return bench["conditions"]
+    n = len(bench["seeds"]) + table.more_seeds
+    own = [r["conditions"] for r in bench.get("more_seeds", {}).values()
+           if len(r["seeds"]) == n and set(table.conditions) <= set(r["conditions"])]
+    if not own: raise MedreproError(f"the results file has no run of {table.conditions} on {n} seeds")
+    return own[0]
+
+def _pts(x: float | None) -> float | None: return None if x is None or math.isnan(x) else round(100 * x, 2)
+
+def record_block(res, table: MiniTable, block: dict, n_seeds: int, quick: bool = False) -> None:
+    "Add a table's MiniMed rows (percent, 95% interval across seeds) and its findings' verdicts to a report `Results`."
+    proto = (f"MiniMed exam questions (medical: held-out diseases; general: cities), option-text log-likelihood, {'quick' if quick else 'mini'} "
+             f"config; mean and 95% t-interval across seeds")
+    for row in block["rows"]:
+        for label, _ in table.columns:
+            if (m := row.get(label)):
+                res.add(row["row"], label, _pts(m["mean"]), ci=(_pts(m["ci"][0]), _pts(m["ci"][1])), n=n_seeds, published=None, protocol=proto)
+    for f in block["findings"]:
+        d = f["difference"] or {}
+        res.add_finding(f["claim"], f["reproduced"], effect=_pts(d.get("mean")), n=d.get("n"), positive=d.get("positive"),
+                        ci=None if not d else (_pts(d["ci"][0]), _pts(d["ci"][1])),
+                        test=f"{f['better']} minus {f['worse']} on {f['metric']}, paired across seeds")
 
 # %% ../nbs/71_minimed.experiments.ipynb #2c162bb0
 def _errbars(stats: Sequence[dict]) -> list[list[float]]:

@@ -360,6 +360,9 @@ def reproduce_cmd(argv: list[str]) -> int:
     specs = select_tables(discover_tables(a.params_dir, a.nbs_dir), a.paper, a.table)
     if not specs: raise MedreproError(f"no parameter files found under {a.params_dir or params_root()}")
     if a.list: _list(specs, a.tier, runs_dir); return 0
+    if a.tier in ("full", "real") and not a.prepare_only:  # stop before any GPU hour if data is missing or of another version
+        from medrepro.data.fetch import require_data
+        require_data(specs, a.tier, fallback=a.tier == "real")  # real falls back to bundled data: only wrong files stop it
     t0 = time.time()
     runs = reproduce(specs, a.tier, runs_dir, force=a.force, prepare_only=a.prepare_only, jobs=a.jobs, kernel=a.kernel)
     counts = {s: sum(r.status == s for r in runs) for s in ("ok", "skipped", "prepared", "unavailable", "failed")}

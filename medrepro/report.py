@@ -11,8 +11,10 @@ from typing import Any, Iterable, Sequence
 from .core import MedreproError, atomic_write_text, load_json, save_json
 
 # %% auto #0
-__all__ = ['TIER_NOTES', 'COLUMNS', 'SUMMARY_COLUMNS', 'ResultRow', 'pct', 'Results', 'TableEntry', 'load_run', 'collect_entries',
-           'tier_note', 'table_rows', 'provenance', 'render_html', 'render_markdown', 'write_report', 'report_cmd']
+__all__ = ['TIER_NOTES', 'VERDICTS', 'SUMMARY_COLUMNS', 'ResultRow', 'pct', 'Results', 'TableEntry', 'load_run',
+           'collect_entries', 'tier_note', 'table_rows', 'Pivot', 'pivot', 'pivots', 'protocols', 'sizes', 'row_notes',
+           'finding_lines', 'finding_counts', 'findings_sentence', 'provenance', 'render_html', 'render_markdown',
+           'write_report', 'report_cmd']
 
 # %% ../nbs/50_report.ipynb #98561c95
 @dataclass
@@ -52,6 +54,7 @@ class Results:
         self.figures: list[str] = []
         self.notes: list[str] = []
         self.missing: list[str] = []  # parts of the table that could not be reproduced, and why
+        self.findings: list[dict] = []  # the paper's claims tested here, with their verdicts
 
     def published_value(self, row: str, metric: str) -> float | None:
         "The paper's number for (row, metric), or None if the params file has none."
@@ -74,13 +77,24 @@ class Results:
         if name not in self.figures: self.figures.append(name)
         return path
 
+    def add_finding(self, claim: str, reproduced: bool | None,  # None: undetermined (e.g. one seed, no interval)
+                    effect: float | None = None,               # the paired difference, percentage points, paper's direction
+                    ci: Sequence[float] | None = None,         # its 95% interval
+                    n: int | None = None, positive: int | None = None,  # seeds, and how many point the paper's way
+                    test: str = "") -> dict:                   # what was compared, e.g. 'ct_ft minus ft_only, medical'
+        "Record the test of one of the paper's claims."
+        f = {"claim": claim, "reproduced": reproduced, "effect": effect, "ci_low": None if ci is None else ci[0],
+             "ci_high": None if ci is None else ci[1], "n": n, "positive": positive, "test": test}
+        self.findings.append(f)
+        return f
+
     def note(self, text: str) -> None: self.notes.append(text)
     def missing_part(self, text: str) -> None: self.missing.append(text)
 
     def to_dict(self) -> dict:
         return {"schema": 1, "paper": self.paper, "table": self.table, "tier": self.tier, "title": self.title,
                 "published_source": self.published.get("source", ""), "rows": [r.to_dict() for r in self.rows],
-                "figures": self.figures, "notes": self.notes, "missing": self.missing}
+                "figures": self.figures, "notes": self.notes, "missing": self.missing, "findings": self.findings}
 
     def frame(self):
         "The rows as a pandas DataFrame, for display in the notebook."
@@ -161,35 +175,116 @@ def tier_note(tier: str) -> str:
 # %% ../nbs/50_report.ipynb #deb4e0e3
 def _f(x: float | None, nd: int = 1) -> str: return "" if x is None else f"{x:.{nd}f}"
 
-def _ci(r: dict) -> str:
-    return "" if r.get("ci_low") is None or r.get("ci_high") is None else f"[{r['ci_low']:.1f}, {r['ci_high']:.1f}]"
+def _ours(r: dict) -> str:
+    "Our number with its 95% interval, e.g. '50.4 [42.0, 58.9]'."
+    if r.get("value") is None: return ""
+    ci = "" if r.get("ci_low") is None or r.get("ci_high") is None else f" [{r['ci_low']:.1f}, {r['ci_high']:.1f}]"
+    return f"{r['value']:.1f}{ci}"
 
 def _delta(r: dict) -> str:
-    d = r.get("delta")
-    return "" if d is None else f"{d:+.1f}"
+    v, p = r.get("value"), r.get("published")
+    return "" if v is None or p is None else f"{v - p:+.1f}"
 
 def table_rows(e: TableEntry) -> list[dict]:
     "Reproduced rows, then published (row, metric) pairs that have no reproduced number."
     rows = [dict(r) for r in (e.results or {}).get("rows", [])]
     have = {(r["row"], r["metric"]) for r in rows}
-    note = ("the paper's number, for reference (MiniMed rows are analogues)" if (e.results or {}).get("tier") == "mini"
-            else "not reproduced in this run")
     for row, metrics in ((e.published or {}).get("rows") or {}).items():
         for metric, v in (metrics or {}).items():
             if (row, metric) not in have:
-                rows.append({"row": row, "metric": metric, "value": None, "published": v, "protocol": "", "extractor": "",
-                             "note": note})
+                rows.append({"row": row, "metric": metric, "value": None, "published": v, "protocol": "", "extractor": "", "note": ""})
     return rows
 
-COLUMNS = ("row", "metric", "published", "ours", "95% CI", "delta", "n", "protocol", "extractor", "note")
+@dataclass
+class Pivot:
+    "A table as a grid: rows are the paper's rows (conditions, models), columns its metrics."
+    rows: list                                  # row labels, in order of first appearance
+    metrics: list                               # metric names, in order of first appearance
+    cells: dict                                 # (row, metric) -> result row dict
+    published: set                              # metrics with a published number
+    measured: set                               # metrics with a number of ours (both: paper | ours | delta columns)
+    reference: bool = False                     # the paper's numbers only (rows we did not reproduce)
 
-def _cells(r: dict) -> list[str]:
-    return [str(r.get("row", "")), str(r.get("metric", "")), _f(r.get("published")), _f(r.get("value")), _ci(r),
-            _delta(r), "" if r.get("n") is None else str(r["n"]), r.get("protocol", ""), r.get("extractor", ""), r.get("note", "")]
+    def kind(self, metric: str) -> str:
+        "'both' (paper | ours | delta), 'paper' (published only) or 'ours' (no published number)."
+        if self.reference or metric not in self.measured: return "paper"
+        return "both" if metric in self.published else "ours"
+
+def pivot(rows: Sequence[dict], reference: bool = False) -> Pivot:
+    "Result rows (one per row x metric) as a Pivot."
+    cells = {(r["row"], r["metric"]): r for r in rows}
+    return Pivot(list(dict.fromkeys(r["row"] for r in rows)), list(dict.fromkeys(r["metric"] for r in rows)), cells,
+                 {r["metric"] for r in rows if r.get("published") is not None},
+                 {r["metric"] for r in rows if r.get("value") is not None}, reference)
+
+def pivots(e: TableEntry) -> tuple[Pivot, Pivot]:
+    "Two grids: the rows we reproduced (beside the paper's numbers), and the paper's rows we did not reproduce."
+    rows = table_rows(e)
+    ours = {r["row"] for r in rows if r.get("value") is not None}
+    return pivot([r for r in rows if r["row"] in ours]), pivot([r for r in rows if r["row"] not in ours], reference=True)
+
+def _cell_texts(p: Pivot, row: str, metric: str) -> list[str]:
+    r = p.cells.get((row, metric), {})
+    k = p.kind(metric)
+    return [_f(r.get("published")), _ours(r), _delta(r)] if k == "both" else [_f(r.get("published"))] if k == "paper" else [_ours(r)]
+
+def _headers(p: Pivot) -> list[str]:
+    "Flat column names: 'acc: paper', 'acc: ours', 'acc: delta' where both exist, else 'acc: paper' or 'acc'."
+    if p.reference: return ["row"] + list(p.metrics)
+    names = {"both": lambda m: [f"{m}: paper", f"{m}: ours", f"{m}: delta"], "paper": lambda m: [f"{m}: paper"], "ours": lambda m: [m]}
+    return ["row"] + [h for m in p.metrics for h in names[p.kind(m)](m)]
+
+def protocols(rows: Sequence[dict]) -> list[str]:
+    "Each distinct protocol of a table's numbers once (naming the metrics it measured when there are several)."
+    by: dict[str, list] = {}
+    for r in rows:
+        if r.get("value") is None: continue
+        key = (r.get("protocol") or "") + (f"; extractor {r['extractor']}" if r.get("extractor") else "")
+        if key: by.setdefault(key, []).append(r["metric"])
+    if len(by) <= 1: return list(by)
+    return [f"{', '.join(dict.fromkeys(ms))}: {p}" for p, ms in by.items()]
+
+def sizes(rows: Sequence[dict]) -> str:
+    "The n behind the numbers, once: '640' or '40-50'."
+    ns = sorted({r["n"] for r in rows if r.get("value") is not None and r.get("n") is not None})
+    return "" if not ns else str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+
+def row_notes(rows: Sequence[dict]) -> list[str]:
+    "Notes attached to single numbers, as 'row, metric: note'."
+    return [f"{r['row']}, {r['metric']}: {r['note']}" for r in rows if r.get("value") is not None and r.get("note")]
 
 def _seconds(e: TableEntry) -> str:
     s = (e.run or {}).get("seconds")
     return "" if s is None else f"{s:.1f} s"
+
+# %% ../nbs/50_report.ipynb #312b72da
+VERDICTS = {True: "reproduced", False: "NOT reproduced", None: "undetermined"}
+
+def _effect(f: dict) -> str:
+    "'+26.3 [+15.1, +37.6]' (percentage points) and how many seeds agree."
+    if f.get("effect") is None: return ""
+    ci = "" if f.get("ci_low") is None or f.get("ci_high") is None else f" [{f['ci_low']:+.1f}, {f['ci_high']:+.1f}]"
+    seeds = "" if f.get("positive") is None or f.get("n") is None else f", {f['positive']}/{f['n']} seeds"
+    return f"{f['effect']:+.1f}{ci}{seeds}"
+
+def finding_lines(entries: Sequence[TableEntry], tier: str) -> list[dict]:
+    "One line per claim: every finding a table tested, or the table's claim marked as not tested at this tier."
+    out = []
+    for e in entries:
+        fs = (e.results or {}).get("findings") or []
+        for f in fs:
+            out.append({"paper": e.paper, "table": e.table, "claim": f["claim"], "verdict": VERDICTS[f.get("reproduced")],
+                        "effect": _effect(f), "test": f.get("test", ""), "tier": (e.results or {}).get("tier", tier)})
+        if not fs and e.claim:
+            out.append({"paper": e.paper, "table": e.table, "claim": e.claim, "effect": "", "test": "", "tier": tier,
+                        "verdict": f"not tested at the {tier} tier" if e.status == "ok" else e.status})
+    return out
+
+def finding_counts(e: TableEntry) -> dict[str, int] | None:
+    "How many of a table's tested findings reproduced, did not, or stayed undetermined (None: it tested none)."
+    fs = (e.results or {}).get("findings") or []
+    if not fs: return None
+    return {v: sum(VERDICTS[f.get("reproduced")] == v for f in fs) for v in VERDICTS.values()}
 
 # %% ../nbs/50_report.ipynb #22933241
 def _data_uri(path: Path) -> str:
@@ -197,13 +292,40 @@ def _data_uri(path: Path) -> str:
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left}
-th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}.banner{background:#fff4d6;border:1px solid #e0b84c;padding:.7em}
-.ok{color:#17702a;font-weight:bold}.failed{color:#b00020;font-weight:bold}.notrun{color:#777;font-weight:bold}
-img{max-width:100%;border:1px solid #ddd}section{border-top:2px solid #ddd;margin-top:1.5em}pre{white-space:pre-wrap;background:#f7f7f7;padding:.5em}"""
+th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td.pub{color:#555}
+.banner{background:#fff4d6;border:1px solid #e0b84c;padding:.7em}.proto{color:#444;font-size:.9em}
+.ok,.reproduced{color:#17702a;font-weight:bold}.failed,.notrep{color:#b00020;font-weight:bold}.notrun,.undet{color:#777;font-weight:bold}
+.wide{overflow-x:auto}img{max-width:100%;border:1px solid #ddd}section{border-top:2px solid #ddd;margin-top:1.5em}pre{white-space:pre-wrap;background:#f7f7f7;padding:.5em}"""
 
 def _status_html(e: TableEntry) -> str:
     cls = {"ok": "ok", "failed": "failed"}.get(e.status, "notrun")
     return f'<span class="{cls}">{html.escape(e.status)}</span>'
+
+def _verdict_html(v: str) -> str:
+    cls = {"reproduced": "reproduced", "NOT reproduced": "notrep"}.get(v, "undet")
+    return f'<span class="{cls}">{html.escape(v)}</span>'
+
+def _pivot_html(p: Pivot) -> str:
+    esc = html.escape
+    wide = any(p.kind(m) == "both" for m in p.metrics)  # a second header row: paper | ours | delta under such metrics
+    span = " rowspan=2" if wide else ""
+    label = lambda m: esc(m) + (" (paper)" if p.kind(m) == "paper" and not p.reference else "")
+    top = f"<th{span}>row</th>" + "".join(f"<th colspan=3>{esc(m)}</th>" if p.kind(m) == "both" else f"<th{span}>{label(m)}</th>" for m in p.metrics)
+    sub = "".join("<th>paper</th><th>ours [95% CI]</th><th>&Delta;</th>" for m in p.metrics if p.kind(m) == "both")
+    def cells(row: str, m: str) -> str:
+        t = _cell_texts(p, row, m)
+        cls = ["num pub", "num", "num"] if len(t) == 3 else ["num pub" if p.kind(m) == "paper" else "num"]
+        return "".join(f'<td class="{c}">{esc(x)}</td>' for c, x in zip(cls, t))
+    body = "".join(f"<tr><td>{esc(r)}</td>" + "".join(cells(r, m) for m in p.metrics) + "</tr>" for r in p.rows)
+    return f"<div class=wide><table><tr>{top}</tr>{f'<tr>{sub}</tr>' if sub else ''}{body}</table></div>"
+
+def _findings_html(lines: Sequence[dict]) -> str:
+    esc = html.escape
+    body = "".join(f'<tr><td><a href="#{esc(l["paper"])}-{esc(l["table"])}">{esc(l["paper"])}/{esc(l["table"])}</a></td>'
+                   f'<td>{esc(l["claim"])}</td><td>{_verdict_html(l["verdict"])}</td><td class="num">{esc(l["effect"])}</td>'
+                   f'<td>{esc(l["tier"])}</td></tr>' for l in lines)
+    return ("<table><tr><th>table</th><th>the paper's claim</th><th>verdict</th><th>effect, points [95% CI]</th><th>tier</th></tr>"
+            f"{body}</table>")
 
 def _entry_html(e: TableEntry, base: Path) -> str:
     esc, parts = html.escape, []
@@ -220,27 +342,44 @@ def _entry_html(e: TableEntry, base: Path) -> str:
     parts.append("<p>" + " &middot; ".join(meta) + "</p>")
     if e.claim: parts.append(f"<p><b>The paper's claim:</b> {esc(e.claim)}</p>")
     if e.status == "failed": parts.append(f"<pre>{esc(str(run.get('error', '')))}</pre>")
-    src = (e.published or {}).get("source") or (e.results or {}).get("published_source")
-    if src: parts.append(f"<p>published numbers: {esc(src)}</p>")
+    ours, theirs = pivots(e)
     rows = table_rows(e)
-    if rows:
-        head = "".join(f"<th>{c}</th>" for c in COLUMNS)
-        body = "".join("<tr>" + "".join(f'<td{" class=num" if i in (2, 3, 5, 6) else ""}>{esc(c)}</td>' for i, c in enumerate(_cells(r))) + "</tr>" for r in rows)
-        parts.append(f"<table><tr>{head}</tr>{body}</table>")
+    if ours.rows:
+        proto = protocols(rows)
+        if proto: parts.append("<p class=proto><b>Protocol:</b> " + "<br>".join(esc(x) for x in proto)
+                               + (f" &middot; n = {esc(sizes(rows))}" if sizes(rows) else "") + "</p>")
+        parts.append(_pivot_html(ours))
+    if theirs.rows:
+        parts.append("<p><b>The paper's rows not reproduced here</b> (published numbers, for reference)</p>" + _pivot_html(theirs))
+    src = (e.published or {}).get("source") or (e.results or {}).get("published_source")
+    if src: parts.append(f"<p class=proto>published numbers: {esc(src)}</p>")
     for name in (e.results or {}).get("figures", []):
         p = (e.run_dir or Path(".")) / name
         if p.exists(): parts.append(f'<figure><img alt="{esc(name)}" src="{_data_uri(p)}"><figcaption>{esc(name)}</figcaption></figure>')
-    for title, items in (("Notes", (e.results or {}).get("notes", [])), ("Not reproduced", (e.results or {}).get("missing", [])),
+    for title, items in (("Notes", (e.results or {}).get("notes", []) + row_notes(rows)), ("Not reproduced", (e.results or {}).get("missing", [])),
                          ("Known deviations from the paper", e.deviations)):
         if items: parts.append(f"<p><b>{title}</b></p><ul>" + "".join(f"<li>{esc(str(i))}</li>" for i in items) + "</ul>")
     return "\n".join(parts) + "</section>"
 
 # %% ../nbs/50_report.ipynb #9e251458
-def _summary_rows(entries: Sequence[TableEntry]) -> list[list[str]]:
-    return [[f"{e.paper}/{e.table}", e.title, e.status, _seconds(e), str(len((e.results or {}).get("rows", []))),
-             str(len((e.results or {}).get("missing", [])))] for e in entries]
+SUMMARY_COLUMNS = ("table", "title", "status", "run time", "numbers", "findings reproduced", "findings NOT reproduced", "parts not run")
 
-SUMMARY_COLUMNS = ("table", "title", "status", "run time", "numbers", "parts not reproduced")
+def _summary_rows(entries: Sequence[TableEntry]) -> list[list[str]]:
+    out = []
+    for e in entries:
+        c = finding_counts(e)
+        found = ["-", "-"] if c is None else [str(c["reproduced"]), str(c["NOT reproduced"])]  # '-': none tested, not zero
+        out.append([f"{e.paper}/{e.table}", e.title, e.status, _seconds(e), str(len((e.results or {}).get("rows", []))),
+                    *found, str(len((e.results or {}).get("missing", [])))])
+    return out
+
+def findings_sentence(lines: Sequence[dict]) -> str:
+    "'Findings: 7 reproduced, 1 NOT reproduced, 5 not tested at this tier (of 13 claims).'"
+    n = {v: sum(l["verdict"] == v for l in lines) for v in VERDICTS.values()}
+    rest = len(lines) - sum(n.values())
+    return (f"Findings: {n['reproduced']} reproduced, {n['NOT reproduced']} NOT reproduced, {n['undetermined']} undetermined, "
+            f"{rest} not tested (of {len(lines)} claims). A finding is reproduced when its paired difference across seeds "
+            "has a 95% interval that excludes 0 in the paper's direction.")
 
 def provenance(entries: Sequence[TableEntry]) -> str:
     "One line: when the report was made and which code version(s) produced its runs."
@@ -251,17 +390,19 @@ def provenance(entries: Sequence[TableEntry]) -> str:
     return f"Generated {when}; runs made by code {', '.join(shas) if shas else '(unknown)'}."
 
 def render_html(entries: Sequence[TableEntry], tier: str, base: Path, title: str = "medrepro reproduction report") -> str:
-    "One self-contained HTML page for a tier (figures inline as data URIs)."
+    "One self-contained HTML page for a tier (figures inline as data URIs): findings panel, summary, one pivot per table."
     esc = html.escape
     n_ok = sum(e.status == "ok" for e in entries)
+    lines = finding_lines(entries, tier)
     summary = "".join(f'<tr><td><a href="#{esc(r[0].replace("/", "-"))}">{esc(r[0])}</a></td>' + "".join(f"<td>{esc(c)}</td>" for c in r[1:]) + "</tr>"
                       for r in _summary_rows(entries))
     head = "".join(f"<th>{c}</th>" for c in SUMMARY_COLUMNS)
     body = "\n".join(_entry_html(e, base) for e in entries)
     return (f'<!doctype html><html><head><meta charset="utf-8"><title>{esc(title)} ({esc(tier)})</title><style>{_CSS}</style></head><body>'
             f"<h1>{esc(title)}: tier <code>{esc(tier)}</code></h1><p class=banner>{esc(tier_note(tier))}</p>"
-            f"<p>{n_ok} of {len(entries)} tables ran successfully. Numbers are percentages; delta = ours - published "
-            f"(percentage points); 95% CI is ours. {esc(provenance(entries))}</p><table><tr>{head}</tr>{summary}</table>{body}</body></html>")
+            f"<h2>Findings</h2><p>{esc(findings_sentence(lines))}</p>{_findings_html(lines)}"
+            f"<h2>Tables</h2><p>{n_ok} of {len(entries)} tables ran successfully. Numbers are percentages; &Delta; = ours - paper "
+            f"(percentage points); the 95% CI is ours. {esc(provenance(entries))}</p><table><tr>{head}</tr>{summary}</table>{body}</body></html>")
 
 def _md_cell(s: str) -> str: return str(s).replace("|", "\\|").replace("\n", " ")
 
@@ -270,20 +411,29 @@ def _md_table(cols: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
+def _md_pivot(p: Pivot) -> str:
+    return _md_table(_headers(p), ([r] + [x for m in p.metrics for x in _cell_texts(p, r, m)] for r in p.rows))
+
 def render_markdown(entries: Sequence[TableEntry], tier: str, base: Path, title: str = "medrepro reproduction report") -> str:
     "The same report as Markdown (figures linked, not embedded)."
-    out = [f"# {title}: tier `{tier}`", "", f"> {tier_note(tier)}", "", provenance(entries), "",
-           _md_table(SUMMARY_COLUMNS, _summary_rows(entries)), ""]
+    lines = finding_lines(entries, tier)
+    out = [f"# {title}: tier `{tier}`", "", f"> {tier_note(tier)}", "", "## Findings", "", findings_sentence(lines), "",
+           _md_table(("table", "the paper's claim", "verdict", "effect, points [95% CI]", "tier"),
+                     ([f"{l['paper']}/{l['table']}", l["claim"], l["verdict"], l["effect"], l["tier"]] for l in lines)), "",
+           "## Tables", "", provenance(entries), "", _md_table(SUMMARY_COLUMNS, _summary_rows(entries)), ""]
     for e in entries:
         out += [f"## {e.paper} / {e.table}: {e.title}", "", f"status: **{e.status}**" + (f", run time {_seconds(e)}" if _seconds(e) else ""), ""]
         if e.claim: out += [f"The paper's claim: {e.claim}", ""]
         if e.status == "failed": out += ["```", str((e.run or {}).get("error", "")), "```", ""]
+        ours, theirs = pivots(e)
         rows = table_rows(e)
-        if rows: out += [_md_table(COLUMNS, (_cells(r) for r in rows)), ""]
+        if ours.rows:
+            out += [f"Protocol: {'; '.join(protocols(rows))}" + (f" (n = {sizes(rows)})" if sizes(rows) else ""), "", _md_pivot(ours), ""]
+        if theirs.rows: out += ["The paper's rows not reproduced here:", "", _md_pivot(theirs), ""]
         for name in (e.results or {}).get("figures", []):
             p = (e.run_dir or Path(".")) / name
             if p.exists(): out += [f"![{name}]({p.relative_to(base) if p.is_relative_to(base) else p})", ""]
-        for t, items in (("Notes", (e.results or {}).get("notes", [])), ("Not reproduced", (e.results or {}).get("missing", [])),
+        for t, items in (("Notes", (e.results or {}).get("notes", []) + row_notes(rows)), ("Not reproduced", (e.results or {}).get("missing", [])),
                          ("Known deviations", e.deviations)):
             if items: out += [f"**{t}**", ""] + [f"- {i}" for i in items] + [""]
     return "\n".join(out)
@@ -309,6 +459,7 @@ def report_cmd(argv: list[str]) -> int:
     p.add_argument("--params-dir", default=None, help="parameter files with the published numbers (default: params/)")
     p.add_argument("--nbs-dir", default=None, help="notebooks the parameter files name (default: nbs/)")
     a = p.parse_args(argv)
+    if a.runs_dir and not Path(a.runs_dir).is_dir(): raise MedreproError(f"--runs-dir {a.runs_dir}: no such folder")
     tier_dir = Path(a.runs_dir or paper.runs_root()) / a.tier
     h, m = write_report(tier_dir, a.tier, paper.report_tables(paper.discover_tables(a.params_dir, a.nbs_dir)))
     print(f"report: {h}\n        {m}")

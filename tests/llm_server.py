@@ -21,7 +21,7 @@ Usage::
   ``"429"``        429 Too Many Requests with a `Retry-After: <retry_after>` header
   ``"429-nohdr"``  429 without Retry-After
   ``"500"``, ``"502"``, ``"503"``   that status with a short JSON error body
-  ``"400"``, ``"401"``   client errors (a client must NOT retry these)
+  ``"400"``, ``"401"``, ``"403"``, ``"404"``   client errors (a client must NOT retry these)
   ``"timeout"``    sleeps `hang` seconds before answering normally (set the client timeout below it)
   ``"slow"``       200 whose body trickles out over `hang` seconds (defeats a per-read timeout, not a deadline)
   ``"truncated"``  200 with a Content-Length larger than the body, then the connection is closed
@@ -41,7 +41,7 @@ import json, socket, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-__all__ = ["serve", "LLMServer", "echo_responder"]
+__all__ = ["serve", "LLMServer", "echo_responder", "fault_mix"]
 
 
 def echo_responder(messages: list[dict]) -> str:
@@ -107,7 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
             entry["status"] = 429
             hdr = {"Retry-After": srv.retry_after} if fault == "429" else {}
             return self._send(429, b'{"error": {"message": "rate limited"}}', hdr)
-        if fault in ("400", "401", "500", "502", "503"):
+        if fault in ("400", "401", "403", "404", "500", "502", "503"):
             entry["status"] = int(fault)
             return self._send(int(fault), json.dumps({"error": {"message": f"injected {fault}"}}).encode())
         if fault == "nonjson":
@@ -210,13 +210,40 @@ def serve(responder: Callable[[list[dict]], str] = echo_responder, faults=None, 
     return LLMServer(responder, faults, **kw)
 
 
-if __name__ == "__main__":  # a standalone server for manual trials and subprocess tests: python llm_server.py [latency]
+def fault_mix(rates: dict[str, float], seed: int = 0) -> Callable[[int, dict], str | None]:
+    """A `faults` callable drawing each request's fault at random: `rates` maps fault names to probabilities."""
+    import random
+
+    def pick(n: int, body: dict) -> str | None:
+        u, acc = random.Random(seed * 1_000_003 + n).random(), 0.0
+        for name, p in rates.items():
+            acc += p
+            if u < acc:
+                return name
+        return None
+    return pick
+
+
+def _main(argv: list[str]) -> None:
+    """A standalone server for benchmarks and subprocess tests: python llm_server.py [latency] [--faults 429=0.05,...]."""
+    import argparse
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
     from medrepro.data.llm import mock_responder
-    with serve(mock_responder, latency=float(sys.argv[1]) if len(sys.argv) > 1 else 0.0) as url:
+    ap = argparse.ArgumentParser(description=_main.__doc__)
+    ap.add_argument("latency", nargs="?", type=float, default=0.0)
+    ap.add_argument("--faults", default="", help="fault=probability pairs, e.g. 429=0.05,500=0.05,nonjson=0.03,timeout=0.01")
+    ap.add_argument("--hang", type=float, default=1.0, help="seconds a 'timeout' fault waits")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    rates = {k: float(v) for k, v in (kv.split("=") for kv in a.faults.split(",") if kv)}
+    with serve(mock_responder, faults=fault_mix(rates, a.seed) if rates else None, latency=a.latency, hang=a.hang) as url:
         print(url, flush=True)
         try:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -8,13 +8,14 @@ VALID = {  # format -> (fixture path, records, multi-answer questions)
     "pubmedqa": ("pubmedqa/ori_pqal.json", 4, 0), "mmlu": ("mmlu/test", 8, 0), "cmmlu": ("cmmlu/test", 6, 0),
     "ceval": ("ceval/val", 5, 0), "pharmacist": ("pharmacist/exam.json", 5, 1), "mmedbench": ("mmedbench/Test", 9, 3),
     "xmedbench": ("xmedbench", 4, 2), "text": ("text/corpus.txt", 3, 0), "alpaca": ("alpaca/train.json", 3, 0),
-    "sharegpt": ("sharegpt/conversations.jsonl", 4, 0),
+    "sharegpt": ("sharegpt/conversations.jsonl", 4, 0), "jsonl": ("jsonl/docs.jsonl", 3, 0), "records": ("records/records.jsonl", 3, 0),
 }
 MALFORMED = {"cmexam": "cmexam/malformed/rows.csv", "medqa": "medqa/malformed/rows.jsonl", "medmcqa": "medmcqa/malformed/rows.json",
              "pubmedqa": "pubmedqa/malformed/ori_pqal_rows.json", "mmlu": "mmlu/malformed", "cmmlu": "cmmlu/malformed/genetics.csv",
              "ceval": "ceval/malformed/basic_medicine_val.csv", "pharmacist": "pharmacist/malformed/rows.jsonl",
              "mmedbench": "mmedbench/malformed/French.jsonl", "xmedbench": "xmedbench/malformed/fr.json",
-             "text": "text/malformed/rows.jsonl", "alpaca": "alpaca/malformed/rows.jsonl", "sharegpt": "sharegpt/malformed/rows.jsonl"}
+             "text": "text/malformed/rows.jsonl", "alpaca": "alpaca/malformed/rows.jsonl", "sharegpt": "sharegpt/malformed/rows.jsonl",
+             "jsonl": "jsonl/malformed/rows.jsonl", "records": "records/malformed/rows.jsonl"}
 
 
 def stats(*args):
@@ -53,7 +54,7 @@ def test_stats_malformed_fails_then_skips(fixtures, fmt):
 def test_stats_text_report(fixtures):
     r = stats("--format", "cmexam", fixtures / "cmexam" / "malformed" / "rows.csv", "--on-error", "skip")
     assert r.returncode == 0
-    assert "records       1" in r.stdout and "skipped       6" in r.stdout and "row 2 (line 4): empty question" in r.stdout
+    assert "records       1" in r.stdout and "skipped       6" in r.stdout and "row 3 (line 4): empty question" in r.stdout
     r = stats("--format", "cmexam", fixtures / "cmexam" / "test.csv")
     assert "multi-answer  2" in r.stdout and "options       4: 1, 5: 5" in r.stdout and "zh: 6" in r.stdout
 

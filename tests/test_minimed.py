@@ -208,16 +208,66 @@ def test_parallel_steps_give_the_serial_numbers(tmp_path, monkeypatch):
 
 
 def test_summary_intervals_and_blocks():
-    from medrepro.minimed_experiments import MINI_TABLES, mini_block, summarize, t_interval
+    from medrepro.minimed_experiments import mini_block, mini_tables, summarize, t_interval
     m, lo, hi = t_interval([0.5, 0.6, 0.7])
     assert m == pytest.approx(0.6) and lo < 0.5 and hi > 0.7  # t(2) = 4.30 makes 3-seed intervals wide
     s = summarize({0: {"ft_only": {"medical": 0.25, "seconds": 1}, "ct_ft": {"medical": 0.6, "seconds": 2}},
                    1: {"ft_only": {"medical": 0.27, "seconds": 1}, "ct_ft": {"medical": 0.62, "seconds": 2}}})
     assert s["ct_ft"]["medical"]["values"] == [0.6, 0.62] and s["ct_ft"]["seconds"] == 2
-    assert mini_block("guo2023_table2", s)["reproduced"] is True
-    assert mini_block("huatuo2_one_stage", s)["reproduced"] is None  # its conditions did not run: no verdict
-    with pytest.raises(MedreproError): mini_block("nope", s)
-    assert all(t.better and t.worse for t in MINI_TABLES.values())
+    tables = mini_tables()
+    assert mini_block(tables["guo2023/table2"], s)["findings"][0]["reproduced"] is True
+    assert mini_block(tables["huatuo2/ablation"], s)["findings"][0]["reproduced"] is None  # its conditions did not run: no verdict
+    one = summarize({0: {"ft_only": {"medical": 0.25, "seconds": 1}, "ct_ft": {"medical": 0.6, "seconds": 2}}})
+    assert mini_block(tables["guo2023/table2"], one)["findings"][0]["reproduced"] is None  # one seed: no interval, no verdict
+    assert all(t.findings and all(f.better and f.worse for f in t.findings) for t in tables.values())
+
+
+# The MiniMed tables as they were defined in Python before the params files' `mini:` blocks held them:
+# old name -> (params table, index of the finding). bench/results/minimed.json's `blocks` were computed from those.
+OLD_TABLES = {"guo2023_table2": ("guo2023/table2", 0), "guo2023_table2_reasoning": ("guo2023/table2", 1),
+              "guo2023_table3": ("guo2023/table3", 0), "forgetting": ("guo2023/table3", 1), "forgetting_seen": ("guo2023/table3", 2),
+              "forgetting_replay": ("guo2023/table3", 3), "forgetting_replay_seen": ("guo2023/table3", 4),
+              "guo2023_table4": ("guo2023/table4", 0), "huatuo2_one_stage": ("huatuo2/ablation", 0), "mmed_ift_ablation": ("mmedift/ablation", 0)}
+
+
+def test_yaml_tables_resolve_to_the_recorded_config_and_verdicts():
+    # the numbers must not change: every table's YAML-resolved configuration is the one bench/results/minimed.json ran,
+    # its runs land in the same cache folder, and each old finding's verdict and effect come out the same
+    import json, pathlib
+    from dataclasses import asdict, replace
+    from medrepro.minimed_experiments import MiniConfig, mini_block, mini_tables, recorded_summary, run_root
+    bench = json.loads((pathlib.Path(__file__).resolve().parent.parent / "bench" / "results" / "minimed.json").read_text())
+    tables = mini_tables()
+    assert sorted(tables) == ["guo2023/table2", "guo2023/table3", "guo2023/table4", "huatuo2/ablation", "mmedift/ablation"]
+    strip = lambda d: {k: v for k, v in d.items() if k != "conditions"}
+    for name, t in tables.items():
+        cfg = t.miniconfig()
+        assert strip(json.loads(json.dumps(asdict(cfg)))) == strip(bench["config"]), name
+        assert run_root(0, cfg) == run_root(0, MiniConfig())  # the same cached runs
+    assert tables["mmedift/ablation"].conditions == ("stage2_only", "two_stage") and tables["mmedift/ablation"].more_seeds == 3
+    for old, (name, i) in OLD_TABLES.items():
+        t = tables[name]  # a results file written before the move keys its blocks by the old names, a later one by table
+        was = bench["blocks"][old] if old in bench["blocks"] else bench["blocks"][name]["findings"][i]
+        now = mini_block(t, recorded_summary(bench, t))["findings"][i]
+        assert now["reproduced"] == was["reproduced"], old
+        assert now["difference"]["mean"] == pytest.approx(was["difference"]["mean"], abs=1e-3), old  # summaries hold 4-digit values
+        assert now["difference"]["ci"] == pytest.approx(was["difference"]["ci"], abs=2e-3), old
+        rows = was.get("rows") or bench["blocks"][name]["rows"]
+        assert {r["condition"] for r in rows} <= {c for _, c in t.rows}, old  # every old row is still shown
+
+
+def test_mini_block_errors_name_the_file():
+    from medrepro.minimed_experiments import mini_table
+    ok = {"rows": {"a": "ft_only"}, "columns": {"acc": "medical"}}
+    with pytest.raises(MedreproError, match=r"x.yaml \(mini\): unknown condition\(s\) \['nope'\]"):
+        mini_table({**ok, "rows": {"a": "nope"}}, "x.yaml (mini)")
+    with pytest.raises(MedreproError, match="findings\\[0\\] lacks worse"):
+        mini_table({**ok, "findings": [{"claim": "c", "better": "ft_only"}]}, "x.yaml (mini)")
+    with pytest.raises(MedreproError, match="unknown MiniConfig setting"):
+        mini_table({**ok, "config": {"ft_epoch": 3}}, "x.yaml (mini)")
+    with pytest.raises(MedreproError, match="'rows:' must be a non-empty mapping"):
+        mini_table({"columns": {"acc": "medical"}}, "x.yaml (mini)")
+    assert mini_table({**ok, "config": {"ft_epochs": 3}}).miniconfig().ft_epochs == 3
 
 
 @pytest.mark.slow
@@ -226,10 +276,10 @@ def test_mini_tier_effect_sizes():
 
     The bars are the issue's (a pilot's figures); a failure here is a finding to report, never to hide.
     """
-    from medrepro.minimed_experiments import MiniConfig, run_mini, table_run
+    from medrepro.minimed_experiments import MiniConfig, mini_tables, run_mini, table_run
     shared = run_mini((0, 1, 2), MiniConfig())
     s = shared["summary"]
-    mmed = table_run("mmed_ift_ablation", (0, 1, 2), MiniConfig(), shared=shared)["summary"]  # 6 seeds (more_seeds)
+    mmed = table_run(mini_tables()["mmedift/ablation"], (0, 1, 2), MiniConfig(), shared=shared)["summary"]  # 6 seeds (more_seeds)
     mean = lambda c, m="medical", s=s: s[c][m]["mean"]
     hi = lambda c, m="medical", s=s: s[c][m]["ci"][1]
     checks = {  # every bar is checked and every miss reported, not just the first
@@ -249,15 +299,16 @@ def test_mini_tier_effect_sizes():
 
 
 def test_more_seeds_run_only_the_tables_own_conditions():
-    from medrepro.minimed_experiments import MINI_TABLES, MiniConfig, mini_steps, table_run, table_seeds
-    spec = MINI_TABLES["mmed_ift_ablation"]
+    from medrepro.minimed_experiments import MiniConfig, mini_steps, mini_tables, table_run, table_seeds
+    tables = mini_tables()
+    spec = tables["mmedift/ablation"]
     assert spec.conditions == ("stage2_only", "two_stage")  # 'ct' and 'stage1_only' are steps those two train
-    assert table_seeds("mmed_ift_ablation", [0, 1, 2]) == [0, 1, 2, 3, 4, 5]
-    assert table_seeds("guo2023_table2", [0, 1, 2]) == [0, 1, 2]
+    assert table_seeds(spec, [0, 1, 2]) == [0, 1, 2, 3, 4, 5]
+    assert table_seeds(tables["guo2023/table2"], [0, 1, 2]) == [0, 1, 2]
     steps = mini_steps(dataclasses.replace(MiniConfig(), conditions=spec.conditions))
     assert sorted(steps) == ["base", "ct", "stage1_only", "stage2_only", "two_stage"]  # no fine-tuning, replay or one-stage run
     shared = {"seeds": [0, 1, 2], "summary": {}}
-    assert table_run("guo2023_table2", [0, 1, 2], shared=shared) is shared  # tables without more seeds train nothing
+    assert table_run(tables["guo2023/table2"], [0, 1, 2], shared=shared) is shared  # tables without more seeds train nothing
 
 
 def test_sft_share_mini_block_is_the_one_stage_mix(tmp_path, monkeypatch):

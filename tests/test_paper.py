@@ -280,7 +280,7 @@ def test_real_paper_tables_end_to_end_through_the_console_script(tmp_path):
     assert (fig1 / "figure1_loss.png").exists() and load_json(fig1 / "run.json")["status"] == "ok"
     share = load_json(tmp_path / "smoke" / "huatuo2" / "sft_share" / "results.json")
     by = {(x["row"], x["metric"]): x["value"] for x in share["rows"]}
-    assert by[("beta 1.0", "sft share last 10%")] > 80 > by[("beta 1.0", "sft share first 10%")]  # SFT comes last
+    assert by[("beta 1.0", "sft share at 100%")] > 80 > by[("beta 1.0", "sft share at 20%")]  # SFT comes last
     page = (tmp_path / "smoke" / "report.html").read_text()
     assert "guo2023 / figure1" in page and "NOISE" in page and "not run" in page  # other tables listed as not run
     lib = load_json(fig1 / "run.json")["library_fingerprint"]

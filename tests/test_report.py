@@ -65,7 +65,50 @@ def test_report_states_ok_failed_and_not_run_and_embeds_figures(tmp_path):
     assert "the 13B row needs a GPU" in page and "fewer questions" in page and ">not run<" in page
     assert not re.search(r'src="(?!data:)', page)  # self-contained: no external images
     md = m.read_text()
-    assert "| p1/t1 | A table | ok |" in md and "![fig.png](p1/t1/fig.png)" in md and "Model A | acc | 40.0 | 45.7 |" in md
+    assert "| p1/t1 | A table | ok |" in md and "![fig.png](p1/t1/fig.png)" in md
+    # a pivot: one line per paper row, published | ours [CI] | delta per metric; the protocol once, above it
+    assert "| row | acc: paper | acc: ours | acc: delta | f1: paper |" in md  # f1: nobody measured it, one column
+    assert "| Model A | 40.0 | 45.7 [30.0, 55.5] | +5.7 | 38.5 |" in md
+    assert md.count("loglik letters") == 1 and page.count("loglik letters") == 1
+    assert "The paper's rows not reproduced here" in page and "| row | acc |\n|---|---|\n| Model <B> | 61.6 |" in md
+
+
+def _finding_run(d: Path, verdicts: list) -> list:
+    r = make_results(d)
+    r.tier = "mini"
+    for i, v in enumerate(verdicts):
+        r.add_finding(f"claim {i}", v, effect=-17.0 if v is False else 26.3, ci=(-24.8, -9.2) if v is False else (15.1, 37.6),
+                      n=3, positive=0 if v is False else 3, test="a minus b")
+    r.save()
+    save_json({"status": "ok", "seconds": 1.0}, d / "p1" / "t1" / "run.json")
+    return [{"paper": "p1", "table": "t1", "title": "A table", "published": PUB, "claim": "the table's claim"},
+            {"paper": "p2", "table": "t2", "title": "Untested", "claim": "a claim nobody tested"}]
+
+
+def test_a_not_reproduced_finding_is_never_counted_as_zero(tmp_path):
+    # the summary once said "parts not reproduced: 0" beside a note saying a finding was NOT reproduced
+    from medrepro.report import SUMMARY_COLUMNS, _summary_rows, finding_counts
+    tables = _finding_run(tmp_path, [True, False])
+    entries = collect_entries(tmp_path, tables)
+    assert finding_counts(entries[0]) == {"reproduced": 1, "NOT reproduced": 1, "undetermined": 0}
+    row = dict(zip(SUMMARY_COLUMNS, _summary_rows(entries)[0]))
+    assert row["findings NOT reproduced"] == "1" and row["findings reproduced"] == "1"
+    untested = dict(zip(SUMMARY_COLUMNS, _summary_rows(entries)[1]))
+    assert untested["findings NOT reproduced"] == "-"  # nothing tested is not "0 failed"
+    h, m = write_report(tmp_path, "mini", tables)
+    page, md = h.read_text(), m.read_text()
+    assert "Findings: 1 reproduced, 1 NOT reproduced, 0 undetermined, 1 not tested (of 3 claims)" in page
+    assert page.index("<h2>Findings</h2>") < page.index("<h2>Tables</h2>")  # the panel opens the report
+    assert "| p1/t1 | claim 1 | NOT reproduced | -17.0 [-24.8, -9.2], 0/3 seeds | mini |" in md
+    assert "| p2/t2 | a claim nobody tested | not run |  | mini |" in md
+    assert "| p1/t1 | A table | ok | 1.0 s | 1 | 1 | 1 | 0 |" in md
+
+
+def test_undetermined_findings_are_counted_apart(tmp_path):
+    from medrepro.report import finding_counts
+    entries = collect_entries(tmp_path, _finding_run(tmp_path, [None]))
+    assert finding_counts(entries[0]) == {"reproduced": 0, "NOT reproduced": 0, "undetermined": 1}
+    assert "undetermined" in write_report(tmp_path, "mini", [])[0].read_text()
 
 
 def test_empty_runs_folder_is_a_clear_error(tmp_path):

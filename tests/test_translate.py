@@ -10,7 +10,7 @@ from medrepro.data.llm import FunctionBackend, OpenAIBackend
 from medrepro.data.records import MCQ, Document, Pair
 from medrepro.data.translate import (EmbeddingScorer, TranslateConfig, TranslationJob, bleu_tokenizer, cycle_bleu,
                                      cycle_scores, retention_report, translate_jobs)
-from medrepro.data.unify import rejected_path
+from medrepro.data.pipeline import rejected_path
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ from medrepro.core import MedreproError, read_jsonl, write_jsonl
 from medrepro.data.llm import FunctionBackend, OpenAIBackend, mock_responder
 from medrepro.data.records import MCQ, Document
 from medrepro.models import embedded_model_dir
+from medrepro.data.pipeline import read_inputs, rejected_path, repair_tail, report_path, run_pipeline
 from medrepro.data.unify import (PRIORITIES, QAConfig, UnifyConfig, check_answer, check_question, generate_qa,
-                                 read_inputs, rejected_path, repair_tail, report_path, run_pipeline, unify_documents)
+                                 unify_documents)
 
 EN = [Document(f"e{i}", f"[doc{i:04d}] Drug X{i} lowers blood pressure. It is taken once daily with food.", source="web")
       for i in range(3)]
@@ -181,9 +182,9 @@ def test_read_inputs(tmp_path):
     (tmp_path / "d.txt").write_text("one\n\ntwo\n", encoding="utf-8")
     assert [(d.id, d.text) for d in read_inputs(tmp_path / "d.txt")] == [("0", "one"), ("2", "two")]
     write_jsonl([{"id": "a", "text": "t", "source": "web"}, {"text": ""}], tmp_path / "d.jsonl")
-    with pytest.raises(MedreproError, match="d.jsonl:1: no 'text' field"):
+    with pytest.raises(MedreproError, match=r"d.jsonl:row 2 \(line 2\): empty document"):
         read_inputs(tmp_path / "d.jsonl", "jsonl")
-    with pytest.raises(MedreproError, match="no such file"):
+    with pytest.raises(MedreproError, match="no such file or folder"):
         read_inputs(tmp_path / "missing.txt")
 
 
@@ -218,7 +219,7 @@ def test_cli_unify_generate_translate_never_write_the_key(tmp_path, monkeypatch,
     # the mock translates by identity: English "French" passes the script check and a perfect cycle; Chinese does not
     assert len(read_jsonl(out / "fr.jsonl")) == 3
     assert [r["reason"] for r in read_jsonl(out / "fr.jsonl.rejected.jsonl")] == ["wrong_language"] * 2
-    run = json.loads((out / "pairs.jsonl.run.json").read_text())
+    run = json.loads((out / "pairs.jsonl.run.json").read_text())["runs"][-1]
     assert run["params"]["api_key_env"] == "MEDREPRO_TEST_API_KEY" and run["backend"]["key_present"] is True
     files = _all_written(tmp_path)
     assert any(p.suffix == ".sqlite" for p in files) and len(files) >= 12, files

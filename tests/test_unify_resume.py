@@ -1,6 +1,7 @@
 """A real kill-and-resume: `medrepro unify` in a subprocess, SIGKILLed mid-run, started again."""
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 from llm_server import serve
 from medrepro.core import read_jsonl, write_jsonl
 from medrepro.data.llm import mock_responder
-from medrepro.data.unify import rejected_path
+from medrepro.data.pipeline import rejected_path
 
 N = 60
 
@@ -86,6 +87,14 @@ def test_sigkill_then_resume(tmp_path, kill_after):
     paid = Counter(json.dumps([e["messages"], e["seed"]]) for e in srv.log if e["status"] == 200)
     assert sum(n - 1 for n in paid.values()) <= 2  # at most the requests in flight at the kill (concurrency 2)
     assert "already done" in r.stdout and "failed 0" in r.stdout
+    # the killed run is in the history with what it had spent when its last chunk was written; the report sums both
+    runs = json.loads(pathlib.Path(f"{out}.run.json").read_text())["runs"]
+    assert [r["outcome"] for r in runs] == ["killed", "complete"] and runs[1]["usage"]["requests"] == len(second)
+    if kill_after == 20:  # two chunks of 8 were written (and the entry saved) before the kill
+        assert 0 < runs[0]["usage"]["requests"] <= first_run
+    report = json.loads(pathlib.Path(f"{out}.report.json").read_text())
+    assert report["all_runs"]["invocations"] == 2
+    assert report["all_runs"]["requests"] == runs[0]["usage"]["requests"] + runs[1]["usage"]["requests"]
 
 
 def read_ids_rejected(out):

@@ -4,18 +4,21 @@
 
 # %% ../../nbs/12a_data.llm.ipynb #31347c24
 from __future__ import annotations
-import hashlib, http.client, json, math, os, random, socket, sqlite3, threading, time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import hashlib, http.client, json, math, os, random, socket, sqlite3, sys, threading, time
+from concurrent.futures import ThreadPoolExecutor, as_completed, TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from collections import deque
+from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import urlsplit
-from ..core import MedreproError, Registry, canonical_json, home_dir
+from ..core import MedreproError, Registry, UsageError, canonical_json, home_dir
+from ..cli import http_url, nonneg_float, nonneg_int, positive_float, positive_int
 
 # %% auto #0
-__all__ = ['RESPONDERS', 'BACKENDS', 'ChatResult', 'Usage', 'cache_key', 'ChatCache', 'LLMBackend', 'FunctionBackend',
-           'OpenAIBackend', 'HFBackend', 'mock_responder', 'get_backend', 'add_backend_args', 'backend_from_args']
+__all__ = ['ERROR_CHARS', 'RESPONDERS', 'BACKENDS', 'ChatResult', 'Usage', 'cache_key', 'ChatCache', 'LLMBackend',
+           'FunctionBackend', 'mask_secrets', 'clip', 'OpenAIBackend', 'HFBackend', 'mock_responder', 'get_backend',
+           'add_backend_args', 'backend_from_args']
 
 # %% ../../nbs/12a_data.llm.ipynb #798139a0
 @dataclass
@@ -96,6 +99,7 @@ def _approx_tokens(text: str) -> int:
 class LLMBackend:
     "One chat model behind a cache; subclasses implement `_generate`."
     kind = "base"
+    independent_requests = True  # requests can be served one by one (False: a batching backend, see `HFBackend`)
 
     def __init__(self, model: str,                          # model name (API) or path/embedded name (hf)
                  *, cache: ChatCache | str | Path | None = None,  # reply cache, or the path of one
@@ -105,9 +109,16 @@ class LLMBackend:
         self.model, self.concurrency, self.price_per_mtok = str(model), int(concurrency), tuple(price_per_mtok)
         self.cache = ChatCache(cache) if isinstance(cache, (str, Path)) else cache
         self.usage, self._lock = Usage(), threading.Lock()
+        self.halted: str | None = None                    # why the backend stopped taking requests (see `halt`)
+        self._halt = threading.Event()
 
     @property
     def namespace(self) -> str: return f"{self.kind}:{self.model}"
+
+    def halt(self, reason: str) -> None:
+        "Stop: requests not yet sent fail at once with `reason`, and waits between retries end."
+        with self._lock: self.halted = self.halted or reason
+        self._halt.set()
 
     def chat_many(self, conversations: Sequence[Sequence[dict]], *, max_tokens: int = 512, temperature: float = 0.0,
                   seed: int | None = None,                   # sampling seed; part of the cache key
@@ -122,7 +133,7 @@ class LLMBackend:
             if k in hits:
                 results[i] = ChatResult(hits[k][0], None, True, hits[k][1], 0)
                 if on_result: on_result(i, results[i])
-        self.usage.cached += sum(r is not None for r in results)
+        with self._lock: self.usage.cached += sum(r is not None for r in results)
         todo: dict[str, list[int]] = {}                    # one request per distinct key
         for i, k in enumerate(keys):
             if results[i] is None: todo.setdefault(k, []).append(i)
@@ -181,7 +192,7 @@ class FunctionBackend(LLMBackend):
         return ChatResult(text, None, False, {"prompt_tokens": _approx_tokens(prompt), "completion_tokens": _approx_tokens(text)}, 1)
 
     def _generate(self, conversations, params):
-        if self.concurrency == 1:
+        if self.concurrency == 1 or len(conversations) == 1:
             for i, c in enumerate(conversations): yield i, self._one(c)
             return
         with ThreadPoolExecutor(self.concurrency) as ex:  # lets a slow responder (e.g. one that sleeps) overlap
@@ -193,7 +204,7 @@ class _Retryable(Exception):
     def __init__(self, msg: str, retry_after: float | None = None, kind: str = "malformed"):
         super().__init__(msg); self.retry_after, self.kind = retry_after, kind  # kind: counted in Usage.transient
 
-class _Fatal(Exception): pass
+class _Fatal(Exception): pass  # args: (message, HTTP status)
 
 def _shutdown(conn: http.client.HTTPConnection) -> None:
     "Abort a connection from another thread (its blocked read returns at once)."
@@ -214,13 +225,51 @@ def _reply_text(data: Any) -> tuple[str, dict]:
     try:
         msg = data["choices"][0]["message"]
         text = msg.get("content")
-    except (KeyError, IndexError, TypeError) as e:
-        raise _Retryable(f"malformed response (no choices[0].message): {str(data)[:120]}") from e
+    except (KeyError, IndexError, TypeError) as e:  # the whole body goes into the message: it is masked, then cut
+        raise _Retryable(f"malformed response (no choices[0].message): {data}") from e
     if not isinstance(text, str): raise _Retryable("malformed response (message content is not text)")
     usage = data.get("usage") or {}
     return text, {k: usage[k] for k in ("prompt_tokens", "completion_tokens") if isinstance(usage.get(k), int)}
 
+# %% ../../nbs/12a_data.llm.ipynb #b3c1e0a7
+ERROR_CHARS = 240  # server and exception text kept in an error message
+
+def mask_secrets(text: str, secrets: Iterable[str | None]) -> str:
+    "`text` with every secret (an API key, an `Authorization` header value) replaced by ***."
+    for sec in sorted((x for x in secrets if x), key=len, reverse=True): text = text.replace(sec, "***")
+    return text
+
+def clip(text: str, n: int = ERROR_CHARS) -> str:
+    "At most `n` characters of one-line text (cut AFTER masking: a key straddling the cut would leave its prefix)."
+    t = " ".join(str(text).split())
+    return t if len(t) <= n else t[:n - 3] + "..."
+
+def _server_message(raw: bytes) -> str:
+    "The error message of a response body: OpenAI's error.message when the body has one, else the body."
+    text = raw.decode("utf-8", "replace").strip()
+    try: err = json.loads(text).get("error")
+    except (ValueError, AttributeError): return text
+    msg = err.get("message") if isinstance(err, dict) else err
+    return str(msg) if msg else text
+
 # %% ../../nbs/12a_data.llm.ipynb #ad14d850
+class _Slot:
+    "One request's claim on the concurrency limit: given back when the request ends, or early once it stalls."
+    def __init__(self, be: "OpenAIBackend"):
+        self.be, self.held, self.stalled, self._lock = be, True, False, threading.Lock()
+
+    def stall(self) -> None:
+        "The request is far slower than its siblings: free its slot if fewer than `concurrency` requests are stalled."
+        with self._lock:
+            if self.held and self.be._stall_room.acquire(blocking=False):
+                self.held, self.stalled = False, True
+                self.be._slots.release()
+
+    def release(self) -> None:
+        with self._lock:
+            if self.held: self.held = False; self.be._slots.release()
+            if self.stalled: self.stalled = False; self.be._stall_room.release()
+
 class OpenAIBackend(LLMBackend):
     "Any OpenAI-compatible chat-completions endpoint over HTTP(S)."
     kind = "openai"
@@ -232,6 +281,8 @@ class OpenAIBackend(LLMBackend):
                  max_retries: int = 4,                     # retries after the first attempt
                  base_delay: float = 1.0,                  # first backoff wait in seconds
                  max_wait: float = 60.0,                   # cap on any single wait (backoff or Retry-After)
+                 max_consecutive_failures: int = 20,       # connection failures in a row, with no answer, that halt the backend
+                 stall_after: float | None = None,         # seconds after which a request stops holding a slot (None: adaptive, 0: never)
                  extra_body: dict | None = None,           # more request fields, e.g. {"top_p": 0.9}
                  max_tokens_field: str = "max_tokens",     # OpenAI's newest models want "max_completion_tokens"
                  **kw):
@@ -239,20 +290,27 @@ class OpenAIBackend(LLMBackend):
         u = urlsplit(base_url.rstrip("/"))
         if u.scheme not in ("http", "https") or not u.hostname:
             raise MedreproError(f"base URL {base_url!r} is not an http(s) URL")
+        if timeout <= 0 or max_retries < 0 or base_delay < 0 or max_consecutive_failures < 1:
+            raise MedreproError("timeout must be > 0, max_retries and base_delay >= 0, max_consecutive_failures >= 1")
         self.base_url, self._u = base_url.rstrip("/"), u
         self.api_key_env = api_key_env
-        key = os.environ.get(api_key_env) if api_key_env else None
+        key = (os.environ.get(api_key_env) or None) if api_key_env else None
         self._headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
-        self._secret = key
+        self._secrets = [key, self._headers.get("Authorization")]
+        self.key_present = key is not None
         self.timeout, self.max_retries, self.base_delay, self.max_wait = timeout, max_retries, base_delay, max_wait
+        self.max_consecutive_failures, self.stall_after = max_consecutive_failures, stall_after
         self.extra_body, self.max_tokens_field = dict(extra_body or {}), max_tokens_field
-        self._local, self._pool = threading.local(), None
+        self._local, self._pool, self._hedges, self._pool_lock = threading.local(), None, None, threading.Lock()
+        self._slots, self._stall_room = threading.Semaphore(self.concurrency), threading.Semaphore(self.concurrency)
+        self._consecutive, self._latency, self._recent = 0, deque(maxlen=200), deque(maxlen=50)
 
     def describe(self) -> dict:
         return {**super().describe(), "base_url": self.base_url, "api_key_env": self.api_key_env,
-                "key_present": self._secret is not None, "timeout": self.timeout, "max_retries": self.max_retries}
+                "key_present": self.key_present, "timeout": self.timeout, "max_retries": self.max_retries,
+                "max_consecutive_failures": self.max_consecutive_failures}
 
-    def _scrub(self, s: str) -> str: return s.replace(self._secret, "***") if self._secret else s
+    def _clean(self, text: str) -> str: return clip(mask_secrets(str(text), self._secrets))
 
     def _conn(self) -> http.client.HTTPConnection:
         c = getattr(self._local, "conn", None)
@@ -266,13 +324,31 @@ class OpenAIBackend(LLMBackend):
         if c is not None: c.close()
         self._local.conn = None
 
+    def _stall_time(self) -> float | None:
+        "When a request counts as stalled: 4x the 90th-percentile latency of recent answers (at least 0.5 s), or never."
+        if self.stall_after is not None: return self.stall_after or None
+        lat = sorted(self._latency)
+        if len(lat) < 20: return None  # too few answers to know what is slow
+        t = max(0.5, 4 * lat[int(0.9 * (len(lat) - 1))])
+        return t if t < self.timeout else None
+
+    def _connected(self, ok: bool, error: str = "") -> None:
+        "Count connection failures in a row; halt after `max_consecutive_failures` of them."
+        with self._lock:
+            self._consecutive = 0 if ok else self._consecutive + 1
+            trip = not ok and self._consecutive >= self.max_consecutive_failures
+        if trip:
+            self.halt(f"endpoint {self.base_url} unreachable: {self._consecutive} connection failures in a row "
+                      f"with no answer (last: {error})")
+
     def _post(self, body: bytes) -> tuple[str, dict]:
         "One request; raises _Retryable or _Fatal."
-        conn, expired = self._conn(), threading.Event()
+        self._slots.acquire()
+        slot, conn, expired, t0 = _Slot(self), self._conn(), threading.Event(), time.monotonic()
         # the socket timeout bounds each read; this watchdog bounds the whole request (a server that trickles bytes)
-        watchdog = threading.Timer(self.timeout, lambda: (expired.set(), _shutdown(conn)))
-        watchdog.daemon = True
-        watchdog.start()
+        timers = [threading.Timer(self.timeout, lambda: (expired.set(), _shutdown(conn)))]
+        if (st := self._stall_time()) is not None: timers.append(threading.Timer(st, slot.stall))
+        for t in timers: t.daemon = True; t.start()
         try:
             conn.request("POST", f"{self._u.path}/chat/completions", body=body, headers=self._headers)
             resp = conn.getresponse()
@@ -280,48 +356,85 @@ class OpenAIBackend(LLMBackend):
         except (TimeoutError, socket.timeout, http.client.HTTPException, ConnectionError, OSError) as e:  # refused, reset, cut
             self._drop_conn()
             if expired.is_set() or isinstance(e, (TimeoutError, socket.timeout)):
+                self._connected(False, "timeout")
                 raise _Retryable(f"timeout after {self.timeout:g}s", kind="timeout") from e
+            self._connected(False, f"{type(e).__name__}: {e}")
             raise _Retryable(f"connection error: {type(e).__name__}: {e}", kind=f"connection:{type(e).__name__}") from e
-        finally: watchdog.cancel()
+        finally:
+            for t in timers: t.cancel()
+            slot.release()
         if expired.is_set():  # the watchdog fired just as the reply completed: the connection is gone
-            self._drop_conn(); raise _Retryable(f"timeout after {self.timeout:g}s", kind="timeout")
+            self._drop_conn(); self._connected(False, "timeout"); raise _Retryable(f"timeout after {self.timeout:g}s", kind="timeout")
+        self._connected(True)  # any HTTP answer, even an error, shows the endpoint is there
         if resp.getheader("Connection", "").lower() == "close": self._drop_conn()
         if resp.status != 200:
-            detail = raw[:200].decode("utf-8", "replace").strip()
+            detail = _server_message(raw)
             if resp.status in (408, 429) or resp.status >= 500:
                 raise _Retryable(f"HTTP {resp.status}: {detail}", _parse_retry_after(resp.getheader("Retry-After")), f"http:{resp.status}")
-            hint = f" (is ${self.api_key_env} set?)" if resp.status in (401, 403) else ""
-            raise _Fatal(f"HTTP {resp.status}: {detail}{hint}")
+            need = f" (is ${self.api_key_env} set?)" if self.api_key_env else " (the server wants a key: pass --api-key-env)"
+            hint = {401: need, 403: need, 404: " (check --base-url and --model)"}.get(resp.status, "")
+            raise _Fatal(f"HTTP {resp.status}: {detail}{hint}", resp.status)
         try: data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise _Retryable(f"response is not JSON: {raw[:80]!r}", kind="not_json") from e
-        return _reply_text(data)
+            raise _Retryable(f"response is not JSON: {raw[:400].decode('utf-8', 'replace')}", kind="not_json") from e
+        out = _reply_text(data)
+        with self._lock: self._latency.append(time.monotonic() - t0)
+        return out
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        "Seconds to wait before retry `attempt + 1`: Retry-After when given, else jittered, exponential while the endpoint fails."
         if retry_after is not None: return min(retry_after, self.max_wait)
-        return min(self.max_wait, self.base_delay * 2 ** attempt) * random.uniform(0.5, 1.5)
+        with self._lock: failing = len(self._recent) >= 10 and sum(self._recent) >= 0.25 * len(self._recent)
+        grow = attempt if failing else 0  # an isolated failure among successes is not overload: no need to back off further
+        return min(self.max_wait, self.base_delay * 2 ** grow) * random.uniform(0.5, 1.5)
 
     def _request(self, messages: list[dict], params: dict) -> ChatResult:
-        "One conversation, retried on transient failures."
+        "One conversation, retried on transient failures; masked errors; nothing sent once the backend halted."
         body = {"model": self.model, "messages": messages, self.max_tokens_field: params["max_tokens"],
                 "temperature": params["temperature"], **self.extra_body}
         if params.get("seed") is not None: body["seed"] = params["seed"]
         payload, last = json.dumps(body, ensure_ascii=False).encode(), ""
         for attempt in range(self.max_retries + 1):
+            if self._halt.is_set(): return ChatResult(None, f"not sent: {self.halted}", attempts=attempt)
             try:
-                text, usage = self._post(payload)
-                return ChatResult(text, None, False, usage, attempt + 1)
+                (text, usage), hedged = self._post_hedged(payload)
+                with self._lock: self._recent.append(False)
+                return ChatResult(text, None, False, usage, attempt + 1 + hedged)
             except _Fatal as e:
-                return ChatResult(None, self._scrub(str(e)), attempts=attempt + 1)
+                msg = self._clean(e.args[0])
+                if e.args[1] in (401, 403, 404): self.halt(f"{self.base_url} answered {msg}")  # every request would get the same
+                return ChatResult(None, msg, attempts=attempt + 1)
             except _Retryable as e:
-                last = self._scrub(str(e))
-                with self._lock: self.usage.transient[e.kind] = self.usage.transient.get(e.kind, 0) + 1
-                if attempt < self.max_retries: time.sleep(self._backoff(attempt, e.retry_after))
+                last = self._clean(str(e))
+                with self._lock:
+                    self.usage.transient[e.kind] = self.usage.transient.get(e.kind, 0) + 1
+                    self._recent.append(True)
+                if attempt < self.max_retries: self._halt.wait(self._backoff(attempt, e.retry_after))  # a halt ends the wait
         return ChatResult(None, f"failed after {self.max_retries + 1} attempts: {last}", attempts=self.max_retries + 1)
 
+    def _post_hedged(self, body: bytes) -> tuple[tuple[str, dict], int]:
+        "`_post`, racing a second copy against a request that stalls while a request slot stands idle; (reply, copies sent)."
+        st = self._stall_time()
+        if st is None or self.concurrency < 2: return self._post(body), 0
+        with self._pool_lock:
+            if self._hedges is None: self._hedges = ThreadPoolExecutor(8 * self.concurrency, thread_name_prefix="medrepro-post")
+        first = self._hedges.submit(self._post, body)
+        try: return first.result(timeout=st), 0
+        except FutureTimeout: pass
+        if self._halt.is_set() or not self._slots.acquire(blocking=False): return first.result(), 0
+        self._slots.release()  # a slot is idle: the copy takes it (a hung connection would otherwise hold the input up)
+        with self._lock: self.usage.transient["hedged"] = self.usage.transient.get("hedged", 0) + 1
+        futs = [first, self._hedges.submit(self._post, body)]
+        for i, f in enumerate(as_completed(futs)):
+            try: return f.result(), 1
+            except (_Retryable, _Fatal):
+                if i == 1: raise
+        raise AssertionError("unreachable")
+
     def _generate(self, conversations, params):
-        if self._pool is None:  # one pool for the backend's life: its threads keep their keep-alive connections
-            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="medrepro-llm")
+        with self._pool_lock:  # one pool for the backend's life: its threads keep their keep-alive connections
+            if self._pool is None:  # more threads than slots: a request waiting to retry holds a thread, not a slot
+                self._pool = ThreadPoolExecutor(4 * self.concurrency, thread_name_prefix="medrepro-llm")
         futs = {self._pool.submit(self._request, c, params): i for i, c in enumerate(conversations)}
         try:
             for f in as_completed(futs): yield futs[f], f.result()
@@ -330,12 +443,14 @@ class OpenAIBackend(LLMBackend):
 
     def close(self) -> None:
         if self._pool is not None: self._pool.shutdown(wait=True); self._pool = None
+        if self._hedges is not None: self._hedges.shutdown(wait=False, cancel_futures=True); self._hedges = None
         super().close()
 
 # %% ../../nbs/12a_data.llm.ipynb #e9ed6b8f
 class HFBackend(LLMBackend):
     "A local transformers causal LM with batched generation."
     kind = "hf"
+    independent_requests = False  # batches: the data pipelines advance their chains in lock step for it
 
     def __init__(self, model: str, *, batch_size: int = 8,  # conversations generated together
                  device: str | None = None,               # default: cuda when available, else cpu
@@ -362,6 +477,7 @@ class HFBackend(LLMBackend):
 
     def _generate(self, conversations, params):
         import torch
+        if not conversations: return  # everything came from the cache: no need to load the model
         tok, lm = self._load()
         ctx = getattr(lm.config, "max_position_embeddings", 2048)
         max_new = max(1, min(params["max_tokens"], ctx // 2))
@@ -428,29 +544,50 @@ def get_backend(kind: str,                   # "openai", "hf" or "function"
 
 # %% ../../nbs/12a_data.llm.ipynb #1245f5dd
 def add_backend_args(p) -> None:
-    "Add the shared --backend/--model/... options to an argparse parser."
+    "Add the shared --backend/--model/... options to an argparse parser (values checked as they are parsed)."
     g = p.add_argument_group("LLM backend")
     g.add_argument("--backend", default="openai", choices=BACKENDS.names(), help="kind of backend")
     g.add_argument("--model", required=True, help="model name (openai), path or embedded name (hf), responder (function)")
-    g.add_argument("--base-url", default="https://api.openai.com/v1", help="OpenAI-compatible base URL (openai)")
-    g.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key (openai)")
+    g.add_argument("--base-url", type=http_url, default="https://api.openai.com/v1", help="OpenAI-compatible base URL (openai)")
+    g.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the API key (openai); '' for a server without keys")
     g.add_argument("--max-tokens-field", default="max_tokens", help="request field of the token limit, e.g. max_completion_tokens (openai)")
-    g.add_argument("--concurrency", type=int, default=8, help="requests in flight at once")
-    g.add_argument("--timeout", type=float, default=60.0, help="seconds per request (openai)")
-    g.add_argument("--max-retries", type=int, default=4, help="retries on 429/5xx/timeouts (openai)")
-    g.add_argument("--retry-base-delay", type=float, default=1.0, help="first backoff wait in seconds (openai)")
-    g.add_argument("--batch-size", type=int, default=8, help="generation batch size (hf)")
+    g.add_argument("--concurrency", type=positive_int, default=8, help="requests in flight at once")
+    g.add_argument("--timeout", type=positive_float, default=60.0, help="seconds per request (openai)")
+    g.add_argument("--max-retries", type=nonneg_int, default=4, help="retries on 429/5xx/timeouts/broken connections (openai)")
+    g.add_argument("--retry-base-delay", type=nonneg_float, default=1.0, help="first backoff wait in seconds (openai)")
+    g.add_argument("--max-consecutive-failures", type=positive_int, default=20,
+                   help="connection failures in a row, with no answer in between, that stop the run (exit 3) (openai)")
+    g.add_argument("--batch-size", type=positive_int, default=8, help="generation batch size (hf)")
     g.add_argument("--cache", default=None, help="reply cache (.sqlite); default MEDREPRO_HOME/llm-cache.sqlite; 'none' disables")
-    g.add_argument("--price-in", type=float, default=0.0, help="price per million prompt tokens, for the cost summary")
-    g.add_argument("--price-out", type=float, default=0.0, help="price per million completion tokens")
+    g.add_argument("--price-in", type=nonneg_float, default=0.0, help="price per million prompt tokens, for the cost summary")
+    g.add_argument("--price-out", type=nonneg_float, default=0.0, help="price per million completion tokens")
 
-def backend_from_args(a) -> LLMBackend:
-    "The backend described by parsed `add_backend_args` options."
-    if a.cache is None: cache = home_dir() / "llm-cache.sqlite"
-    else: cache = None if a.cache.lower() == "none" else a.cache
+def _cache_path(a) -> Path | None:
+    "The reply cache a command asked for; a folder, or a folder that cannot be written, is an error."
+    if a.cache is not None and a.cache.lower() == "none": return None
+    p = home_dir() / "llm-cache.sqlite" if a.cache is None else Path(a.cache)
+    if p.is_dir(): raise UsageError(f"--cache {p} is a folder; give a file name, e.g. {p / 'llm-cache.sqlite'}")
+    try: p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise MedreproError(f"--cache {p}: cannot create folder {p.parent}: {e.strerror}") from None
+    if not os.access(p.parent, os.W_OK | os.X_OK): raise MedreproError(f"--cache {p}: folder {p.parent} is not writable")
+    return p
+
+def backend_from_args(a, warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> LLMBackend:
+    "The backend described by parsed `add_backend_args` options; argument problems are raised before any request."
+    env = a.api_key_env or None
+    if a.backend == "openai" and env and not os.environ.get(env):
+        if env != "OPENAI_API_KEY":  # a variable named on purpose and left empty is a mistake
+            raise UsageError(f"--api-key-env {env}: the variable is not set (or empty); export it, or pass --api-key-env '' for a server without keys")
+        warn(f"warning: ${env} is not set: requests go without an API key (a server that needs one answers 401 "
+             f"and the run stops at once); pass --api-key-env '' to silence this for a local server")
+    cache = _cache_path(a)
+    try: cache = ChatCache(cache) if cache is not None else None
+    except sqlite3.Error as e: raise MedreproError(f"--cache {a.cache}: not a usable SQLite file: {e}") from None
     common = {"cache": cache, "concurrency": a.concurrency, "price_per_mtok": (a.price_in, a.price_out)}
     if a.backend == "openai":
-        return OpenAIBackend(a.model, a.base_url, api_key_env=a.api_key_env or None, timeout=a.timeout,
-                             max_retries=a.max_retries, base_delay=a.retry_base_delay, max_tokens_field=a.max_tokens_field, **common)
+        return OpenAIBackend(a.model, a.base_url, api_key_env=env, timeout=a.timeout, max_retries=a.max_retries,
+                             base_delay=a.retry_base_delay, max_consecutive_failures=a.max_consecutive_failures,
+                             max_tokens_field=a.max_tokens_field, **common)
     if a.backend == "hf": return HFBackend(a.model, batch_size=a.batch_size, **common)
     return get_backend(a.backend, a.model, **common)

@@ -92,7 +92,7 @@ def _print_report(d: dict[str, Any]) -> None:
 
 def overlap_cmd(argv: list[str]) -> int:
     "medrepro data overlap: n-gram contamination between training data and benchmark test sets."
-    from medrepro.cli import cli_parser
+    from medrepro.cli import cli_parser, nonneg_int, positive_int
     from medrepro.data.sources import load
     p = cli_parser("data overlap", "Flag benchmark questions that share an n-gram with the training data.")
     p.add_argument("--train", nargs=2, action="append", required=True, metavar=("FORMAT", "PATH"), help="training data (repeatable)")
@@ -100,9 +100,9 @@ def overlap_cmd(argv: list[str]) -> int:
     p.add_argument("--test", nargs=2, action="append", default=[], metavar=("FORMAT", "PATH"), help="any MCQ file as a test set (repeatable)")
     p.add_argument("--smoke", action="store_true", help="benchmarks from the bundled fixtures")
     p.add_argument("--data-dir", help="folder holding the original benchmark files")
-    p.add_argument("--n", type=int, default=13, help="n-gram length in tokens (words; characters for CJK)")
-    p.add_argument("--min-tokens", type=int, default=8, help="shorter questions are too short to check")
-    p.add_argument("--examples", type=int, default=3, help="examples per benchmark")
+    p.add_argument("--n", type=positive_int, default=13, help="n-gram length in tokens (words; characters for CJK)")
+    p.add_argument("--min-tokens", type=nonneg_int, default=8, help="shorter questions are too short to check")
+    p.add_argument("--examples", type=nonneg_int, default=3, help="examples per benchmark")
     p.add_argument("--include-options", action="store_true", help="compare the option texts too, not only the stem")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     a = p.parse_args(argv)

@@ -5,6 +5,7 @@
 # %% ../../nbs/11_data.sources.ipynb #62f59ac0
 from __future__ import annotations
 import csv, inspect, io, json, re, sys, unicodedata
+from contextvars import ContextVar
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ __all__ = ['LOADERS', 'PUBMEDQA_OPTIONS', 'Skipped', 'LoadResult', 'language_fro
 class Skipped:
     "A row left out under `on_error='skip'`, with the reason."
     file: str
-    row: int | str                 # the row's position/id as used for record ids
+    row: int | str                 # the row's 0-based position (shown 1-based) or the dataset's own id, as used for record ids
     problem: str
     line: int | None = None        # 1-based line in the file where the row starts, when known
     unit: str = "row"              # what `row` counts: "row", or the dataset's key name (PubMedQA: "PMID")
@@ -46,8 +47,18 @@ class LoadResult:
         return f"LoadResult({self.info.get('format')!r}: {len(self.records)} records, {len(self.skipped)} skipped)"
 
 def _where(row: int | str | None, line: int | None, unit: str = "row") -> str:
+    "Where a row is, for messages: `row N (line L)`, both 1-based; a dataset's own id is shown as `id X`."
     if row is None: return f"line {line}" if line else ""
-    return f"{unit} {row}" + (f" (line {line})" if line else "")
+    name = f"row {row + 1}" if isinstance(row, int) and unit == "row" else f"{'id' if unit == 'row' else unit} {row}"
+    return name + (f" (line {line})" if line else "")
+
+# %% ../../nbs/11_data.sources.ipynb #5a8c2d13
+_NORMALISED: ContextVar[Counter | None] = ContextVar("medrepro_normalised", default=None)
+
+def _note(kind: str, n: int = 1) -> None:
+    "Count one normalised quirk of the file (or row) being read."
+    c = _NORMALISED.get()
+    if c is not None: c[kind] += n
 
 # %% ../../nbs/11_data.sources.ipynb #6117b0eb
 _BAD_BYTE = re.compile("[\udc80-\udcff]")
@@ -58,7 +69,9 @@ def _read_text(path: Path, encoding: str = "utf-8") -> str:
     except OSError as e: raise RecordError(f"cannot read: {e.strerror}", str(path)) from None
     try: text = raw.decode(encoding, errors="surrogateescape")
     except LookupError: raise MedreproError(f"unknown encoding {encoding!r}") from None
-    return text.removeprefix("\ufeff")
+    if text.startswith("\ufeff"): _note("bom"); text = text[1:]
+    if "\r\n" in text: _note("crlf_line_ends")
+    return text
 
 def _undecodable(obj: Any, encoding: str = "utf-8") -> str | None:
     "A problem message if any string inside `obj` holds bytes that did not decode."
@@ -87,6 +100,7 @@ class _Ctx:
         self.records: list = []
         self.skipped: list[Skipped] = []
         self.info: dict[str, Any] = {}
+        self.normalised: Counter = Counter()  # quirks normalised in accepted rows (and file-level ones)
         self.unit = "row"         # how rows are named in messages (PubMedQA names them by PMID)
 
     def fail(self, row: int | str | None, line: int | None, problem: str) -> None:
@@ -96,15 +110,19 @@ class _Ctx:
 
     def add(self, r: _Row, build: Callable[[Any], Any]) -> bool:
         "Build and validate the record(s) of row `r`; a `RecordError` is raised or recorded."
+        seen, token = Counter(), _NORMALISED.set(Counter())
         try:
             if r.error: raise RecordError(r.error)
             if (bad := _undecodable(r.data, self.encoding)): raise RecordError(bad)
             out = build(r.data)
             out = out if isinstance(out, list) else [out]
             for rec in out: rec.validate()
+            seen = _NORMALISED.get()
         except RecordError as e:
             self.fail(r.index, r.line, e.problem)
             return False
+        finally: _NORMALISED.reset(token)
+        self.normalised.update(seen)  # a refused row's quirks are not counted
         self.records.extend(out)
         return True
 
@@ -131,21 +149,35 @@ def _text(v: Any, name: str) -> str:
     if v is None or (isinstance(v, float) and v != v): return ""
     if isinstance(v, (int, float)) and not isinstance(v, bool): return str(v)
     if not isinstance(v, str): raise RecordError(f"field {name!r} is a {type(v).__name__}, expected text")
-    return v.strip()
+    t = v.strip()
+    if t != v and t: _note("surrounding_whitespace")
+    return t
 
 def _missing(s: str) -> bool:
     "CMExam copies write missing cells as the string 'nan'."
     return s.strip().lower() in ("", "nan", "none", "null")
 
+_LETTER_FORM = re.compile(r"^[(\[（【]?\s*([A-Za-z])\s*[)\]）】]?[.．、:：]?$")
+
+def _letter(k: Any) -> str:
+    "An option letter from `A`, `a`, `A.`, `(A)`, `（A）`, `Ａ` (counted when not already a plain capital)."
+    raw = str(k).strip()
+    m = _LETTER_FORM.match(unicodedata.normalize("NFKC", raw))
+    if not m: return raw.upper()
+    if raw != m.group(1).upper(): _note("option_letter_form")
+    return m.group(1).upper()
+
 def _options(opts: dict[str, Any] | list[tuple[str, Any]], drop_empty_tail: bool = False) -> dict[str, str]:
     "Options as letter->text in letter order; errors for duplicates, gaps and empty texts."
     items = list(opts.items()) if isinstance(opts, dict) else list(opts)
+    items = [(_letter(k), v) for k, v in items]
     if (dups := getattr(opts, "dups", ())) or len({k for k, _ in items}) != len(items):
         dups = dups or sorted(k for k, n in Counter(k for k, _ in items).items() if n > 1)
         raise RecordError(f"duplicate option letter(s) {''.join(map(str, dups))}")
-    out = {str(k).strip().upper(): _text(v, f"option {k}") for k, v in items}
-    if drop_empty_tail:  # pharmacist exam: a 4-option item leaves the last letter(s) empty
-        while out and not out[list(out)[-1]]: out.pop(list(out)[-1])
+    out = {k: _text(v, f"option {k}") for k, v in items}
+    if out and not any(out.values()): raise RecordError("every option is empty")
+    if drop_empty_tail:  # a 4-option item padded with empty last letter(s), e.g. "(E) ." in XMedBench
+        while out and not out[list(out)[-1]]: out.pop(list(out)[-1]); _note("empty_trailing_option")
     bad = [k for k in out if len(k) != 1 or k not in LETTERS]
     if bad: raise RecordError(f"option key(s) {bad} are not letters")
     present = "".join(sorted(out))
@@ -161,11 +193,14 @@ def _question(v: Any) -> str:
     return q
 
 def _gold(v: Any) -> frozenset[str]:
-    "Gold letters from 'ABD', 'A,C', '(B)', ['a'] ...; a missing answer is an error, never a guess."
+    "Gold letters from 'ABD', 'A,C', '(B)', ['a'], 'B.', 'Ｂ' ...; a missing answer is an error, never a guess."
     if isinstance(v, list): v = ",".join(map(str, v))
     s = _text(v, "answer")
     if _missing(s): raise RecordError("missing answer")
-    return parse_letters(s)
+    n = unicodedata.normalize("NFKC", s)
+    n = n[:-1] if re.fullmatch(r"[A-Za-z][.．]", n) else n  # "B." is the letter B
+    if n != s or n != n.upper(): _note("answer_letter_form")
+    return parse_letters(n)
 
 # %% ../../nbs/11_data.sources.ipynb #737e95d3
 _LANG_NAMES = {"english": "en", "chinese": "zh", "japanese": "ja", "french": "fr", "russian": "ru", "spanish": "es",
@@ -224,7 +259,7 @@ def _csv_rows(text: str, file: str) -> Iterator[tuple[int, list[str]]]:
 class Loader:
     "A registered reader for one original dataset format."
     name: str
-    kind: str                                    # "mcq", "pair" or "document"
+    kind: str                                    # "mcq", "pair", "document" or "record" (any of them)
     read: Callable                               # (path, ctx, **options) -> None
     patterns: tuple[str, ...]                    # folder search patterns
     doc: str = ""                                # one-line description of the format
@@ -297,14 +332,20 @@ def load(fmt: str, path: str | Path, *, on_error: str = "raise", encoding: str =
     files = _files(spec, Path(path), subjects)
     records, skipped, per_file = [], [], {}
     prefix = _id_prefixes(files)
+    normalised = Counter()
     for f in files:
         ctx = _Ctx(str(f), on_error, encoding)
-        spec.read(f, ctx, **kw)
+        token = _NORMALISED.set(ctx.normalised)  # file-level quirks (BOM, CRLF) are noted while reading
+        try: spec.read(f, ctx, **kw)
+        finally: _NORMALISED.reset(token)
+        for k in ("bom", "crlf_line_ends"):  # counted per file, though some readers read their file twice
+            if ctx.normalised[k] > 1: ctx.normalised[k] = 1
+        normalised += ctx.normalised
         if len(files) > 1 and spec.subject_of is None:  # keep ids unique across the files of a folder
             for r in ctx.records: r.id = f"{prefix[f]}/{r.id}"
         records += ctx.records; skipped += ctx.skipped; per_file[str(f)] = ctx.info
     info = _merge_info(fmt, per_file, files)
-    info.update(kind=spec.kind, n_records=len(records), n_skipped=len(skipped))
+    info.update(kind=spec.kind, n_records=len(records), n_skipped=len(skipped), normalised=dict(sorted(normalised.items())))
     return LoadResult(records, skipped, info)
 
 def load_mcq(fmt: str, path: str | Path, **kw) -> list[MCQ]:
@@ -349,7 +390,7 @@ def _read_cmexam(path: Path, ctx: _Ctx, language: str = "zh"):
 
 # %% ../../nbs/11_data.sources.ipynb #133379f6
 def _medqa_row(d: dict, i: int, language: str | None, source: str) -> MCQ:
-    q, opts, gold = _question(_get(d, "question")), _options(_get(d, "options")), _gold(_get(d, "answer_idx"))
+    q, opts, gold = _question(_get(d, "question")), _options(_get(d, "options"), drop_empty_tail=True), _gold(_get(d, "answer_idx"))
     text = _text(d.get("answer"), "answer")
     if text and len(gold) == 1 and (k := next(iter(gold))) in opts and " ".join(text.split()) != " ".join(opts[k].split()):
         raise RecordError(f"answer text {text[:40]!r} differs from option {k} {opts[k][:40]!r}")
@@ -547,7 +588,7 @@ def _with_meta(rec, **meta):
 # %% ../../nbs/11_data.sources.ipynb #b1074184
 def _mmedbench_row(d: dict, i: int, language: str) -> MCQ:
     meta = {k: d[k] for k in ("meta_info", "human_checked", "human_check_passed") if d.get(k) is not None}
-    return MCQ(i, _question(_get(d, "question")), _options(_get(d, "options")), _gold(_get(d, "answer_idx")),
+    return MCQ(i, _question(_get(d, "question")), _options(_get(d, "options"), drop_empty_tail=True), _gold(_get(d, "answer_idx")),
                _text(d.get("rationale"), "rationale"), language, "mmedbench", meta)
 
 @loader("mmedbench", "mcq", ("*.jsonl",))
@@ -563,7 +604,7 @@ def _read_mmedbench(path: Path, ctx: _Ctx, language: str | None = None):
         ctx.add(r, build)
 
 # %% ../../nbs/11_data.sources.ipynb #d929be35
-_XMED_OPT = re.compile(r"^\(([A-Za-z])\)\s*(.*)$", re.S)
+_XMED_OPT = re.compile(r"^(?:[(（]\s*([A-Za-z])\s*[)）]|([A-Za-z])[.．、])\s*(.*)$", re.S)
 
 def parse_xmed_options(s: str, strip_period: bool = True) -> list[tuple[str, str]]:
     "Apollo's option string '(A) x.\\n(B) y.' -> [(letter, text)]."
@@ -574,7 +615,9 @@ def parse_xmed_options(s: str, strip_period: bool = True) -> list[tuple[str, str
         if not m:
             if out: out[-1] = (out[-1][0], out[-1][1] + "\n" + line); continue  # an option text with a line break
             raise RecordError(f"cannot read option line {line.strip()[:30]!r} (expected '(A) text')")
-        out.append((m.group(1).upper(), m.group(2)))
+        letter = m.group(1) or m.group(2)
+        if not line.strip().startswith(f"({letter.upper()})"): _note("option_letter_form")
+        out.append((letter.upper(), m.group(3)))
     if strip_period: out = [(k, v[:-1] if v.endswith(".") else v) for k, v in out]
     return out
 
@@ -590,7 +633,7 @@ def _read_xmedbench(path: Path, ctx: _Ctx, language: str | None = None, strip_pe
         opts = _get(d, "options")
         if not isinstance(opts, str): raise RecordError("options is not one string of '(A) text' lines")
         meta = {"dataset": d["source"]} if d.get("source") else {}
-        return MCQ(i, _question(_get(d, "question")), _options(parse_xmed_options(opts, strip_period)),
+        return MCQ(i, _question(_get(d, "question")), _options(parse_xmed_options(opts, strip_period), drop_empty_tail=True),
                    _gold(_get(d, "answer")), "", lang, "xmedbench", meta)
     for i, d in enumerate(items): ctx.add(_Row(i, None, d), lambda d, i=i: build(d, i))
 
@@ -655,6 +698,29 @@ def _parse_sharegpt(rows: Iterable[_Row], ctx: _Ctx, source: str = "sft", langua
         if ctx.add(r, lambda d, r=r: _sharegpt_row(d, r.index, source, language, priority)) and _dangling(r.data):
             ctx.info["n_dangling_turns"] += 1  # the unanswered last turn is dropped, and counted
 
+# %% ../../nbs/11_data.sources.ipynb #8e4f0a25
+def _jsonl_doc(d: dict, i: int, text_field: str, source: str, language: str | None) -> Document:
+    t = _text(_get(d, text_field), text_field)
+    meta = d.get("meta") if isinstance(d.get("meta"), dict) else {}
+    lang = _text(d.get("language"), "language") or language or script_language(t)
+    return Document(_text(d.get("id"), "id") or str(i), t, _text(d.get("source"), "source") or source, lang, meta)
+
+@_row_loader("jsonl", "document", ("*.jsonl",))
+def _parse_jsonl_docs(rows: Iterable[_Row], ctx: _Ctx, text_field: str = "text", source: str = "", language: str | None = None):
+    "Documents as JSON lines: text, optional id, source, language, meta (the input of unify / generate-qa)."
+    for r in rows: ctx.add(r, lambda d, r=r: _jsonl_doc(d, r.index, text_field, source, language))
+
+def _record_row(d: Any) -> MCQ | Pair | Document:
+    if not isinstance(d, dict): raise RecordError(f"row is a {type(d).__name__}, expected a JSON object")
+    kind = MCQ if "options" in d else Pair if "instruction" in d else Document
+    try: return kind.from_dict(dict(d))
+    except TypeError as e: raise RecordError(f"not a medrepro {kind.__name__} record: {e}") from None
+
+@_row_loader("records", "record", ("*.jsonl",))
+def _parse_records(rows: Iterable[_Row], ctx: _Ctx):
+    "medrepro's own jsonl records: Pair, MCQ or Document dicts (as written by unify, generate-qa, translate)."
+    for r in rows: ctx.add(r, _record_row)
+
 # %% ../../nbs/11_data.sources.ipynb #284da533
 def _load_hub(spec: Loader, hub_id: str, split: str | None, on_error: str, **kw) -> LoadResult:
     "Rows of a hub dataset through the format's row parser."
@@ -667,7 +733,8 @@ def _load_hub(spec: Loader, hub_id: str, split: str | None, on_error: str, **kw)
     ctx = _Ctx(f"{hub_id}[{split}]", on_error)
     spec.parse_rows((_Row(i, None, dict(r)) for i, r in enumerate(ds)), ctx, **kw)
     return LoadResult(ctx.records, ctx.skipped, {"format": spec.name, "files": [ctx.file], **ctx.info, "kind": spec.kind,
-                                                 "n_records": len(ctx.records), "n_skipped": len(ctx.skipped)})
+                                                 "n_records": len(ctx.records), "n_skipped": len(ctx.skipped),
+                                                 "normalised": dict(sorted(ctx.normalised.items()))})
 
 # %% ../../nbs/11_data.sources.ipynb #66af3a92
 def summarize(res: LoadResult, max_errors: int = 50) -> dict[str, Any]:
@@ -679,8 +746,9 @@ def summarize(res: LoadResult, max_errors: int = 50) -> dict[str, Any]:
             "option_counts": {str(k): v for k, v in sorted(Counter(len(q.options) for q in mcqs).items())},
             "answer_letters": dict(sorted(Counter(l for q in mcqs for l in q.answer).items())),
             "languages": dict(Counter(r.language for r in recs).most_common()),
+            "normalised": res.info.get("normalised", {}),
             "skipped": len(res.skipped), "errors": [s.to_dict() for s in res.skipped[:max_errors]],
-            "info": {k: v for k, v in res.info.items() if k not in ("files", "per_file")}}
+            "info": {k: v for k, v in res.info.items() if k not in ("files", "per_file", "normalised")}}
 
 def _print_summary(s: dict[str, Any]) -> None:
     print(f"format        {s['format']} ({s['kind']}), {s['files']} file(s)")
@@ -692,6 +760,7 @@ def _print_summary(s: dict[str, Any]) -> None:
     print("languages     " + ", ".join(f"{k}: {v}" for k, v in s["languages"].items()))
     extra = {k: v for k, v in s["info"].items() if k not in ("format", "kind", "n_records", "n_skipped")}
     if extra: print("info          " + ", ".join(f"{k}={v}" for k, v in extra.items()))
+    print("normalised    " + (", ".join(f"{k}: {v}" for k, v in s["normalised"].items()) or "nothing"))
     print(f"skipped       {s['skipped']}")
     for e in s["errors"]: print(f"  {Skipped(**e)}")
 

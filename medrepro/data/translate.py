@@ -4,22 +4,25 @@
 
 # %% ../../nbs/13_data.translate.ipynb #cb9b35a9
 from __future__ import annotations
-import sys
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Sequence
 from ..core import MedreproError, read_jsonl, save_json
+from ..cli import cli_parser, nonneg_float, nonneg_int, positive_int, unit_float
 from .records import MCQ, Document, Pair
 from .llm import LLMBackend, add_backend_args, backend_from_args, get_backend
-from .unify import (Asked, Outcome, PipelineResult, ask_checked, clean_reply, language_ok,
-                                 pipeline_result, read_inputs, rejected_path, run_pipeline)
+from .sources import LOADERS
+from .pipeline import (Ask, Outcome, PipelineResult, add_run_args, check_output, chunk_size_of,
+                                    command_params, finish, pipeline_result, read_inputs, rejected_path, run_chains,
+                                    run_pipeline)
+from .unify import clean_reply, generation_settings, language_ok
 
 # %% auto #0
 __all__ = ['LANGUAGE_NAMES', 'TRANSLATE_PROMPT', 'language_name', 'translate_messages', 'bleu_tokenizer', 'cycle_bleu',
-           'EmbeddingScorer', 'TranslateConfig', 'cycle_scores', 'TranslationJob', 'translate_jobs', 'retention_report',
-           'translate_cmd']
+           'EmbeddingScorer', 'TranslateConfig', 'cycle_scores', 'TranslationJob', 'translate_chain', 'translate_jobs',
+           'retention_report', 'translate_cmd']
 
 # %% ../../nbs/13_data.translate.ipynb #1635a15c
 LANGUAGE_NAMES = {"en": "English", "zh": "Simplified Chinese", "ja": "Japanese", "fr": "French", "ru": "Russian",
@@ -157,31 +160,29 @@ def _check_translation(text: str, lang: str) -> tuple[str | None, str | None]:
     if not t: return None, "empty_translation"
     return (t, None) if language_ok(t, lang) else (None, "wrong_language")
 
+def translate_chain(j: TranslationJob, src: str, backend: LLMBackend, cfg: TranslateConfig):
+    "One job's calls: its fields translated together, then the translations back; returns (outcome, fields)."
+    if src == j.target: return Outcome(j.id, "rejected", reason="same_language", stage="translate"), []
+    fields = _fields(j.record)
+    fwd = yield Ask([translate_messages(t, src, j.target) for _, t in fields], lambda i, t: _check_translation(t, j.target), cfg.max_tokens)
+    cached = sum(f.cached for f in fwd)
+    if (bad := next((f for f in fwd if f.status != "ok"), None)):
+        return Outcome(j.id, bad.status, [], bad.reason, "translate", bad.reply, cached), []
+    back = yield Ask([translate_messages(f.value, j.target, src) for f in fwd], lambda i, t: _check_translation(t, src), cfg.max_tokens)
+    cached += sum(b.cached for b in back)
+    if (bad := next((b for b in back if b.status != "ok"), None)):
+        return Outcome(j.id, bad.status, [], bad.reason, "back-translate", bad.reply, cached), []
+    return Outcome(j.id, "ok", cached=cached), [(path, text, f, b) for (path, text), f, b in zip(fields, fwd, back)]
+
 def translate_jobs(jobs: Sequence[TranslationJob], backend: LLMBackend, scorer: EmbeddingScorer | None = None,
                    config: TranslateConfig | None = None) -> PipelineResult:
     "Translate, back-translate and score each job; keep those above the threshold (records, report, outcomes)."
     cfg, rejections = config or TranslateConfig(), Counter()
     srcs = [cfg.source_language or j.record.language for j in jobs]
-    items = [(k, path, text) for k, j in enumerate(jobs) if srcs[k] != j.target for path, text in _fields(j.record)]
-    kw = dict(retries=cfg.retries, temperature=cfg.temperature, retry_temperature=cfg.retry_temperature,
-              max_tokens=cfg.max_tokens, rejections=rejections)
-    fwd = ask_checked(backend, [translate_messages(t, srcs[k], jobs[k].target) for k, _, t in items],
-                      lambda i, t: _check_translation(t, jobs[items[i][0]].target), **kw)
-    ok = [i for i, a in enumerate(fwd) if a.status == "ok"]
-    back = ask_checked(backend, [translate_messages(fwd[i].value, jobs[items[i][0]].target, srcs[items[i][0]]) for i in ok],
-                       lambda j, t: _check_translation(t, srcs[items[ok[j]][0]]), **kw)
-    per: dict[int, list[tuple[str, str, Asked, Asked | None]]] = defaultdict(list)
-    b_of = dict(zip(ok, back))
-    for i, (k, path, text) in enumerate(items): per[k].append((path, text, fwd[i], b_of.get(i)))
-    out, to_score = [], []
-    for k, j in enumerate(jobs):
-        if srcs[k] == j.target: out.append(Outcome(j.id, "rejected", reason="same_language", stage="translate")); continue
-        rows = per[k]
-        cached = sum(f.cached + (b.cached if b else 0) for _, _, f, b in rows)
-        bad = next(((st, a) for _, _, f, b in rows for st, a in (("translate", f), ("back-translate", b))
-                    if a is not None and a.status != "ok"), None)
-        if bad: out.append(Outcome(j.id, bad[1].status, [], bad[1].reason, bad[0], bad[1].reply, cached)); continue
-        out.append(Outcome(j.id, "ok", cached=cached)); to_score.append(k)
+    res = run_chains([translate_chain(j, src, backend, cfg) for j, src in zip(jobs, srcs)], backend, retries=cfg.retries,
+                     temperature=cfg.temperature, retry_temperature=cfg.retry_temperature, rejections=rejections)
+    out, per = [o for o, _ in res], {k: rows for k, (o, rows) in enumerate(res) if o.status == "ok"}
+    to_score = list(per)
     by_lang = defaultdict(list)  # score in batches, one BLEU tokeniser per source language
     for k in to_score: by_lang[srcs[k]].append(k)
     for lang, ks in by_lang.items():
@@ -218,42 +219,40 @@ def retention_report(out: str | Path) -> dict[str, dict]:
 # %% ../../nbs/13_data.translate.ipynb #53fd17e9
 def translate_cmd(argv: list[str]) -> int:
     "CLI: translate records with a cycle-consistency filter."
-    from medrepro.cli import cli_parser
-    from medrepro.data.unify import _EPILOG, _finish, _params
     p = cli_parser("translate", "Translate records into other languages, keeping those that survive a round trip.")
-    p.epilog = _EPILOG
-    p.add_argument("--input", required=True, help="input file")
-    p.add_argument("--format", default="records", help="records (medrepro jsonl), text, jsonl, or a medrepro.data.sources format")
+    add_run_args(p, "input records")
+    p.add_argument("--format", default="records", choices=LOADERS.names(),
+                   help="records (medrepro jsonl), text, jsonl, or a medrepro.data.sources format")
     p.add_argument("--to", required=True, help="target languages, comma separated (e.g. ja,zh,fr)")
     p.add_argument("--from", dest="source_language", default=None, help="source language (default: each record's own)")
-    p.add_argument("--out", required=True, help="output jsonl (with OUT.rejected.jsonl, .report.json, .retention.json, .run.json)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N input records")
-    p.add_argument("--threshold", type=float, default=0.8, help="minimum combined cycle score")
-    p.add_argument("--bleu-weight", type=float, default=0.5)
-    p.add_argument("--embedding-weight", type=float, default=0.5)
+    p.add_argument("--threshold", type=unit_float, default=0.8, help="minimum combined cycle score (0-1)")
+    p.add_argument("--bleu-weight", type=nonneg_float, default=0.5)
+    p.add_argument("--embedding-weight", type=nonneg_float, default=0.5)
     p.add_argument("--encoder", default="tiny", help="local encoder for the embedding score (folder, hub id or tiny/small); 'none' for BLEU only")
     p.add_argument("--pooling", default="tokens", choices=["tokens", "mean"], help="BERTScore-style token matching or mean pooling")
-    p.add_argument("--retries", type=int, default=1, help="re-asks when a translation is empty or in the wrong language")
-    p.add_argument("--max-tokens", type=int, default=2048, help="generation limit per call")
-    p.add_argument("--chunk-size", type=int, default=None, help="jobs per step (default: 8 x concurrency, at least 32)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--retries", type=nonneg_int, default=1, help="re-asks when a translation is empty or in the wrong language")
+    p.add_argument("--max-tokens", type=positive_int, default=2048, help="generation limit per call")
     add_backend_args(p)
     a = p.parse_args(argv)
     targets = [t.strip() for t in a.to.split(",") if t.strip()]
-    if not targets: raise MedreproError("--to needs at least one language")
+    if not targets: p.error("argument --to: needs at least one language")
+    use_emb = a.encoder.lower() != "none"
+    if a.bleu_weight + (a.embedding_weight if use_emb else 0) <= 0: p.error("the BLEU and embedding weights must not both be 0")
+    check_output(a.out)
     recs = read_inputs(a.input, a.format, a.limit)
     jobs = [TranslationJob(r, t) for r in recs for t in targets]
     cfg = TranslateConfig(threshold=a.threshold, bleu_weight=a.bleu_weight, embedding_weight=a.embedding_weight,
                           source_language=a.source_language, retries=a.retries, max_tokens=a.max_tokens)
-    scorer = None if a.encoder.lower() == "none" else EmbeddingScorer(a.encoder, pooling=a.pooling)
+    scorer = EmbeddingScorer(a.encoder, pooling=a.pooling) if use_emb else None
     be = backend_from_args(a)
+    more = {"encoder": a.encoder if use_emb else None, "pooling": a.pooling}
     s = run_pipeline(jobs, lambda ch: translate_jobs(ch, be, scorer, cfg), a.out, backend=be, desc="translate",
-                     chunk_size=a.chunk_size or max(32, 8 * a.concurrency), progress=not a.no_progress,
-                     params={**_params(a), "config": asdict(cfg)})
+                     chunk_size=chunk_size_of(a), progress=not a.no_progress, params={**command_params(a), "config": asdict(cfg)},
+                     settings=generation_settings(a, be, cfg, **more), force_settings=a.force_settings)
     be.close()
     ret = retention_report(a.out)
     save_json(ret, Path(f"{a.out}.retention.json"))
     for lang, e in ret.items():
         print(f"translate: {lang}: kept {e['kept']}/{e['jobs']} ({e['retention']:.1%}), mean kept score {e['mean_score_kept']}, "
               f"rejected {e['rejected'] or 'none'}")
-    return _finish(s, Path(a.out), "translate")
+    return finish(s, Path(a.out), "translate")

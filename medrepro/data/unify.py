@@ -4,25 +4,24 @@
 
 # %% ../../nbs/12_data.unify.ipynb #79d2b2c4
 from __future__ import annotations
-import json, os, re, sys, time
+import json, re
 from collections import Counter
-from contextlib import contextmanager
-from importlib.util import find_spec
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
-from ..core import MedreproError, canonical_json, read_jsonl, run_metadata, save_json
+from typing import Any, Sequence
+from ..core import MedreproError
+from ..cli import cli_parser, nonneg_int, positive_int
 from .records import MCQ, Document, Pair, RecordError, parse_letters
-from .llm import (BACKENDS, RESPONDERS, ChatCache, ChatResult, FunctionBackend, HFBackend, LLMBackend,
-                               OpenAIBackend, Usage, add_backend_args, backend_from_args, get_backend, mock_responder)
+from .llm import FunctionBackend, LLMBackend, add_backend_args, backend_from_args, get_backend
+from .sources import LOADERS
+from .pipeline import (Ask, Outcome, PipelineResult, add_run_args, check_output, chunk_size_of,
+                                    command_params, finish, pipeline_result, read_inputs, run_chains, run_pipeline)
 
 # %% auto #0
 __all__ = ['PROMPT_VERSION', 'UNIFY_PROMPTS', 'PRIORITIES', 'QA_PROMPTS', 'unify_messages', 'mentions_reference', 'script_shares',
-           'cjk_share', 'detect_language', 'language_ok', 'clean_reply', 'check_question', 'check_answer', 'Asked',
-           'ask_checked', 'source_of', 'UnifyConfig', 'Outcome', 'PipelineResult', 'outcome_report', 'pipeline_result',
-           'unify_documents', 'parse_json_reply', 'QAConfig', 'generate_qa', 'rejected_path', 'report_path',
-           'repair_tail', 'repair_last_group', 'done_ids', 'RunSummary', 'rejection_report', 'run_pipeline',
-           'read_inputs', 'unify_cmd', 'generate_qa_cmd']
+           'cjk_share', 'detect_language', 'language_ok', 'clean_reply', 'check_question', 'check_answer', 'source_of',
+           'UnifyConfig', 'unify_chain', 'unify_documents', 'parse_json_reply', 'QAConfig', 'qa_chain', 'generate_qa',
+           'generation_settings', 'unify_cmd', 'generate_qa_cmd']
 
 # %% ../../nbs/12_data.unify.ipynb #836b8e0a
 PROMPT_VERSION = "medrepro-unify-1"  # recorded on every pair; change it whenever a prompt changes
@@ -127,44 +126,6 @@ def check_answer(text: str, language: str) -> tuple[str | None, str | None]:
     if not language_ok(a, language): return None, "answer_wrong_language"
     return a, None
 
-# %% ../../nbs/12_data.unify.ipynb #e5d11cbd
-@dataclass
-class Asked:
-    "The fate of one conversation after filtered retries."
-    status: str                 # "ok", "rejected" (every attempt filtered) or "failed" (transport error)
-    value: Any = None           # what `check` extracted (ok only)
-    reason: str | None = None   # filter rule of the last attempt (rejected) or the error (failed)
-    reply: str | None = None    # the last raw reply
-    attempts: int = 0           # asks made, first one included
-    cached: int = 0             # of which answered from the cache
-
-def ask_checked(backend: LLMBackend, conversations: Sequence[list[dict]],
-                check: Callable[[int, str], tuple[Any, str | None]],  # (index, reply) -> (value, None) or (None, rule)
-                *, retries: int = 2, max_tokens: int = 512, temperature: float = 0.0,
-                retry_temperature: float = 0.7,          # temperature of the re-asks
-                rejections: Counter | None = None,       # counts every filtered reply, retried ones included
-                on_result: Callable[[int, ChatResult], None] | None = None) -> list[Asked]:
-    "Ask each conversation; re-ask (new seed, `retry_temperature`) while `check` rejects the reply."
-    out = [Asked("failed", reason="not asked") for _ in conversations]
-    pending = list(range(len(conversations)))
-    for attempt in range(retries + 1):
-        if not pending: break
-        temp, seed = (temperature, None) if attempt == 0 else (max(temperature, retry_temperature), attempt)
-        cb = (lambda j, r, p=pending: on_result(p[j], r)) if on_result else None
-        replies = backend.chat_many([conversations[i] for i in pending], max_tokens=max_tokens, temperature=temp, seed=seed, on_result=cb)
-        nxt = []
-        for i, r in zip(pending, replies):
-            a = out[i]
-            a.attempts, a.cached, a.reply = attempt + 1, a.cached + r.cached, r.text
-            if not r.ok: a.status, a.reason = "failed", r.error; continue
-            a.value, a.reason = check(i, r.text)
-            a.status = "ok" if a.reason is None else "rejected"
-            if a.reason is not None:
-                nxt.append(i)
-                if rejections is not None: rejections[a.reason] += 1
-        pending = nxt
-    return out
-
 # %% ../../nbs/12_data.unify.ipynb #4633f852
 PRIORITIES = {"web": 32, "literature": 16, "encyclopedia": 8, "books": 4, "sft": 1}
 
@@ -192,78 +153,32 @@ class UnifyConfig:
     source_type: str | None = None     # source of every document (else taken from each document)
     priorities: dict = field(default_factory=lambda: dict(PRIORITIES))  # source -> priority
 
-@dataclass
-class Outcome:
-    "What one input turned into."
-    id: str                               # the input's id
-    status: str                           # "ok", "rejected" or "failed"
-    records: list[dict] = field(default_factory=list)  # output records (ok)
-    reason: str | None = None             # filter rule (rejected) or error (failed)
-    stage: str | None = None              # which call rejected or failed it
-    reply: str | None = None              # the offending reply, for the report's examples
-    cached: int = 0                       # replies taken from the cache
-
-@dataclass
-class PipelineResult:
-    "What a pipeline made of a list of inputs: typed records, a rejection report, and one `Outcome` per input."
-    records: list                       # Pair (or MCQ) records of the accepted inputs, in input order
-    report: dict                        # counts by rule, with examples (see `outcome_report`)
-    outcomes: list[Outcome]             # one per input, in input order
-
-    def __iter__(self): return iter((self.records, self.report))  # so that `pairs, report = unify_documents(...)`
-    @property
-    def pairs(self) -> list: return self.records
-
-def outcome_report(outcomes: Sequence[Outcome], filtered_replies: Counter | None = None, examples: int = 3) -> dict:
-    "Accepted/rejected/failed counts, rejections by rule with examples, and every filtered reply (retries included)."
-    rej = [o for o in outcomes if o.status == "rejected"]
-    by, ex = Counter(_rule(o.reason) for o in rej), {}
-    for o in rej:
-        lst = ex.setdefault(_rule(o.reason), [])
-        if len(lst) < examples: lst.append({"input_id": o.id, "stage": o.stage, "reason": o.reason, "reply": o.reply})
-    failed = [o for o in outcomes if o.status == "failed"]
-    return {"inputs": len(outcomes), "accepted": sum(o.status == "ok" for o in outcomes),
-            "records": sum(len(o.records) for o in outcomes), "rejected": len(rej), "failed": len(failed),
-            "rejected_by_rule": dict(by.most_common()), "examples": ex,
-            "failures": [{"input_id": o.id, "stage": o.stage, "error": o.reason} for o in failed[:examples]],
-            "filtered_replies": dict((filtered_replies or Counter()).most_common())}
-
-def _rule(reason: str | None) -> str: return (reason or "unknown").split(":")[0]
-
-def pipeline_result(outcomes: list[Outcome], filtered: Counter | None = None) -> PipelineResult:
-    "Bundle outcomes into a `PipelineResult` (typed records of the accepted ones, and the report)."
-    kind = lambda r: MCQ if "options" in r else Pair if "instruction" in r else Document
-    recs = [kind(r).from_dict(r) for o in outcomes for r in o.records]
-    return PipelineResult(recs, outcome_report(outcomes, filtered), outcomes)
-
 def _target(doc: Document, cfg_lang: str) -> str:
     return detect_language(doc.text) if cfg_lang == "auto" else cfg_lang
+
+def unify_chain(d: Document, src: tuple[str, float], backend: LLMBackend, cfg: UnifyConfig):
+    "One document's calls: a question, then the answer to it; returns the document's `Outcome`."
+    lang = _target(d, cfg.language)
+    [q] = yield Ask([unify_messages("question", d.text[:cfg.question_chars], lang)],
+                    lambda i, t: check_question(t, lang, cfg.max_question_chars), cfg.max_tokens_question)
+    if q.status != "ok": return Outcome(d.id, q.status, [], q.reason, "question", q.reply, q.cached)
+    [a] = yield Ask([unify_messages("answer", d.text[:cfg.answer_chars], lang, q.value)],
+                    lambda i, t: check_answer(t, lang), cfg.max_tokens_answer)
+    cached = q.cached + a.cached
+    if a.status != "ok": return Outcome(d.id, a.status, [], a.reason, "answer", a.reply, cached)
+    s, prio = src
+    meta = {"document_id": d.id, "source_type": s, "priority": prio, "method": "huatuogpt2-unify",
+            "prompt_version": PROMPT_VERSION, "model": backend.namespace, "attempts": {"question": q.attempts, "answer": a.attempts}}
+    pair = Pair(d.id, q.value, a.value, source=s, language=lang, priority=float(prio), meta=meta)
+    return Outcome(d.id, "ok", [dict(vars(pair.validate()))], cached=cached)  # flat fields: no deep copy needed
 
 def unify_documents(docs: Sequence[Document], backend: LLMBackend, config: UnifyConfig | None = None) -> PipelineResult:
     "Rewrite each document into one instruction pair (HuatuoGPT-II): pairs with provenance, a rejection report, outcomes."
     cfg, rejections = config or UnifyConfig(), Counter()
     if cfg.language not in ("auto", "zh", "en"): raise MedreproError(f"language must be auto, zh or en, not {cfg.language!r}")
     srcs = [source_of(d, cfg.source_type, cfg.priorities) for d in docs]  # fail before paying for anything
-    langs = [_target(d, cfg.language) for d in docs]
-    kw = dict(retries=cfg.retries, temperature=cfg.temperature, retry_temperature=cfg.retry_temperature, rejections=rejections)
-    qs = ask_checked(backend, [unify_messages("question", d.text[:cfg.question_chars], l) for d, l in zip(docs, langs)],
-                     lambda i, t: check_question(t, langs[i], cfg.max_question_chars), max_tokens=cfg.max_tokens_question, **kw)
-    todo = [i for i, q in enumerate(qs) if q.status == "ok"]
-    ans = ask_checked(backend, [unify_messages("answer", docs[i].text[:cfg.answer_chars], langs[i], qs[i].value) for i in todo],
-                      lambda j, t: check_answer(t, langs[todo[j]]), max_tokens=cfg.max_tokens_answer, **kw)
-    a_of = dict(zip(todo, ans))
-    out = []
-    for i, (d, q) in enumerate(zip(docs, qs)):
-        a = a_of.get(i)
-        cached = q.cached + (a.cached if a else 0)
-        if q.status != "ok": out.append(Outcome(d.id, q.status, [], q.reason, "question", q.reply, cached)); continue
-        if a.status != "ok": out.append(Outcome(d.id, a.status, [], a.reason, "answer", a.reply, cached)); continue
-        s, prio = srcs[i]
-        meta = {"document_id": d.id, "source_type": s, "priority": prio, "method": "huatuogpt2-unify",
-                "prompt_version": PROMPT_VERSION, "model": backend.namespace,
-                "attempts": {"question": q.attempts, "answer": a.attempts}}
-        pair = Pair(d.id, q.value, a.value, source=s, language=langs[i], priority=float(prio), meta=meta)
-        out.append(Outcome(d.id, "ok", [dict(vars(pair.validate()))], cached=cached))  # flat fields: no deep copy needed
+    out = run_chains([unify_chain(d, src, backend, cfg) for d, src in zip(docs, srcs)], backend, retries=cfg.retries,
+                     temperature=cfg.temperature, retry_temperature=cfg.retry_temperature, rejections=rejections)
     return pipeline_result(out, rejections)
 
 # %% ../../nbs/12_data.unify.ipynb #ff5bb579
@@ -352,239 +267,38 @@ def _check_mcq(text: str, lang: str, doc_id: str, max_q: int) -> tuple[MCQ | Non
     if not language_ok(q.question, lang): return None, "question_wrong_language"
     return q, None
 
+def qa_chain(d: Document, backend: LLMBackend, cfg: QAConfig):
+    "One passage's calls: condense it, then generate QA pairs or one MCQ from the summary."
+    lang = _target(d, cfg.language)
+    msg = lambda key, **f: [{"role": "user", "content": QA_PROMPTS[(key, lang)].format(**f)}]
+    [c] = yield Ask([msg("condense", text=d.text[:cfg.passage_chars])], lambda i, t: _check_condensed(t, lang), cfg.max_tokens)
+    if c.status != "ok": return Outcome(d.id, c.status, [], c.reason, "condense", c.reply, c.cached)
+    if cfg.kind == "qa":
+        [g] = yield Ask([msg("qa", text=c.value, n=cfg.n_pairs)], lambda i, t: _check_qa(t, lang, cfg.max_question_chars), cfg.max_tokens)
+    else:
+        [g] = yield Ask([msg("mcq", text=c.value, k=cfg.n_options)],
+                        lambda i, t: _check_mcq(t, lang, d.id, cfg.max_question_chars), cfg.max_tokens)
+    cached = c.cached + g.cached
+    if g.status != "ok": return Outcome(d.id, g.status, [], g.reason, cfg.kind, g.reply, cached)
+    meta = {"document_id": d.id, "method": f"mmed-ift-{cfg.kind}", "prompt_version": PROMPT_VERSION,
+            "model": backend.namespace, "condensed": c.value}
+    if cfg.kind == "qa":
+        recs = [Pair(f"{d.id}-{k}", q, a, source=d.source, language=lang, meta=meta).validate().to_dict()
+                for k, (q, a) in enumerate(g.value)]
+    else:
+        g.value.source, g.value.meta = d.source, meta
+        recs = [g.value.to_dict()]
+    return Outcome(d.id, "ok", recs, cached=cached)
+
 def generate_qa(docs: Sequence[Document], backend: LLMBackend, config: QAConfig | None = None) -> PipelineResult:
     "Condense each passage, then generate QA pairs or one MCQ from it: records, a rejection report, outcomes."
     cfg, rejections = config or QAConfig(), Counter()
     if cfg.kind not in ("qa", "mcq"): raise MedreproError(f"kind must be 'qa' or 'mcq', not {cfg.kind!r}")
-    langs = [_target(d, cfg.language) for d in docs]
-    kw = dict(retries=cfg.retries, temperature=cfg.temperature, retry_temperature=cfg.retry_temperature,
-              max_tokens=cfg.max_tokens, rejections=rejections)
-    msg = lambda key, lang, **f: [{"role": "user", "content": QA_PROMPTS[(key, lang)].format(**f)}]
-    cond = ask_checked(backend, [msg("condense", l, text=d.text[:cfg.passage_chars]) for d, l in zip(docs, langs)],
-                       lambda i, t: _check_condensed(t, langs[i]), **kw)
-    todo = [i for i, c in enumerate(cond) if c.status == "ok"]
-    if cfg.kind == "qa":
-        gen = ask_checked(backend, [msg("qa", langs[i], text=cond[i].value, n=cfg.n_pairs) for i in todo],
-                          lambda j, t: _check_qa(t, langs[todo[j]], cfg.max_question_chars), **kw)
-    else:
-        gen = ask_checked(backend, [msg("mcq", langs[i], text=cond[i].value, k=cfg.n_options) for i in todo],
-                          lambda j, t: _check_mcq(t, langs[todo[j]], docs[todo[j]].id, cfg.max_question_chars), **kw)
-    g_of, out = dict(zip(todo, gen)), []
-    for i, (d, c) in enumerate(zip(docs, cond)):
-        g = g_of.get(i)
-        cached = c.cached + (g.cached if g else 0)
-        if c.status != "ok": out.append(Outcome(d.id, c.status, [], c.reason, "condense", c.reply, cached)); continue
-        if g.status != "ok": out.append(Outcome(d.id, g.status, [], g.reason, cfg.kind, g.reply, cached)); continue
-        meta = {"document_id": d.id, "method": f"mmed-ift-{cfg.kind}", "prompt_version": PROMPT_VERSION,
-                "model": backend.namespace, "condensed": c.value}
-        if cfg.kind == "qa":
-            recs = [Pair(f"{d.id}-{k}", q, a, source=d.source, language=langs[i], meta=meta).validate().to_dict()
-                    for k, (q, a) in enumerate(g.value)]
-        else:
-            g.value.source, g.value.meta = d.source, meta
-            recs = [g.value.to_dict()]
-        out.append(Outcome(d.id, "ok", recs, cached=cached))
+    out = run_chains([qa_chain(d, backend, cfg) for d in docs], backend, retries=cfg.retries, temperature=cfg.temperature,
+                     retry_temperature=cfg.retry_temperature, rejections=rejections)
     return pipeline_result(out, rejections)
 
-# %% ../../nbs/12_data.unify.ipynb #3a7f418d
-def rejected_path(out: str | Path) -> Path: return Path(f"{out}.rejected.jsonl")
-def report_path(out: str | Path) -> Path: return Path(f"{out}.report.json")
-
-def repair_tail(path: Path) -> int:
-    "Cut a partial last line (left by a killed writer); the number of bytes removed."
-    if not path.exists() or path.stat().st_size == 0: return 0
-    with open(path, "rb+") as f:
-        f.seek(0, 2); size = f.tell()
-        f.seek(max(0, size - 1)); last = f.read(1)
-        if last == b"\n": return 0
-        pos, step = size, 1 << 16
-        while pos > 0:  # find the last newline, reading backwards
-            start = max(0, pos - step); f.seek(start); buf = f.read(pos - start)
-            k = buf.rfind(b"\n")
-            if k >= 0: f.truncate(start + k + 1); return size - (start + k + 1)
-            pos = start
-        f.truncate(0); return size
-
-def _append(path: Path, rows: Sequence[dict]) -> None:
-    "Append rows as jsonl in a single write (all or nothing for a killed process)."
-    data = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        view = memoryview(data)
-        while view: view = view[os.write(fd, view):]
-    finally: os.close(fd)
-
-def repair_last_group(path: Path) -> int:
-    "Drop the last input's records if a kill left fewer than its `meta.input_records`; the lines removed."
-    if not path.exists(): return 0
-    with open(path, "rb") as f: lines = f.readlines()
-    if not lines: return 0
-    last = json.loads(lines[-1])["meta"]
-    k = len(lines)
-    while k > 0 and json.loads(lines[k - 1])["meta"]["input_id"] == last["input_id"]: k -= 1
-    if len(lines) - k >= last.get("input_records", 1): return 0
-    with open(path, "rb+") as f: f.truncate(sum(map(len, lines[:k])))
-    return len(lines) - k
-
-def done_ids(out: str | Path) -> set[str]:
-    "Ids of the inputs already recorded in `out` or its rejected file."
-    ids = set()
-    for p in (Path(out), rejected_path(out)):
-        if p.exists(): ids.update(str(r["input_id"]) if "input_id" in r else str(r["meta"]["input_id"]) for r in read_jsonl(p))
-    return ids
-
-# %% ../../nbs/12_data.unify.ipynb #cd983d87
-@dataclass
-class RunSummary:
-    "What one `run_pipeline` call did (this run) and what the output holds (all runs)."
-    inputs: int = 0                   # inputs given
-    skipped_done: int = 0             # already recorded by an earlier run
-    done: int = 0                     # recorded by this run (accepted + rejected)
-    accepted: int = 0                 # inputs accepted by this run
-    records: int = 0                  # output records written by this run
-    rejected: Counter = field(default_factory=Counter)        # this run's rejections by rule
-    filtered_replies: Counter = field(default_factory=Counter)  # every filtered reply, retried ones included
-    failed: int = 0                   # inputs that failed (not recorded; a rerun retries them)
-    failures: list = field(default_factory=list)              # (input id, stage, error), first 20
-    cached: int = 0                   # replies served from the cache
-    seconds: float = 0.0
-    usage: dict = field(default_factory=dict)                 # the backend's request/token/cost totals
-
-    def line(self) -> str:
-        "One-line summary for the CLI."
-        rej = ", ".join(f"{k} {v}" for k, v in self.rejected.most_common()) or "none"
-        u = self.usage
-        return (f"{self.inputs} inputs: {self.done} done ({self.accepted} accepted -> {self.records} records), "
-                f"{self.skipped_done} already done, filtered {sum(self.rejected.values())} ({rej}), failed {self.failed}; "
-                f"requests {u.get('requests', 0)} ({u.get('retries', 0)} retries), cached replies {self.cached}, "
-                f"tokens {u.get('prompt_tokens', 0)}+{u.get('completion_tokens', 0)}, cost {u.get('cost', 0):.4f}; "
-                f"{self.seconds:.1f}s")
-
-def rejection_report(out: str | Path, examples: int = 3) -> dict:
-    "Counts of the whole output: accepted inputs, records, rejections by rule with examples."
-    out = Path(out)
-    recs = read_jsonl(out) if out.exists() else []
-    rej = read_jsonl(rejected_path(out)) if rejected_path(out).exists() else []
-    by, ex = Counter(_rule(r["reason"]) for r in rej), {}
-    for r in rej:
-        lst = ex.setdefault(_rule(r["reason"]), [])
-        if len(lst) < examples: lst.append({k: r.get(k) for k in ("input_id", "stage", "reason", "reply")})
-    acc = len({str(r["meta"]["input_id"]) for r in recs})
-    return {"accepted_inputs": acc, "records": len(recs), "rejected_inputs": len(rej),
-            "acceptance_rate": round(acc / (acc + len(rej)), 4) if acc + len(rej) else None,
-            "rejected_by_rule": dict(by.most_common()), "examples": ex}
-
-@contextmanager
-def _exclusive(out: Path):
-    "Hold an exclusive lock on OUT.lock: two runs appending to one output would duplicate inputs."
-    try: import fcntl
-    except ImportError: yield; return  # not POSIX: no lock
-    with open(f"{out}.lock", "w") as f:
-        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e: raise MedreproError(f"{out}: another run is writing this output right now") from e
-        yield  # the lock dies with the process, so a killed run never leaves it behind
-
-def run_pipeline(items: Sequence, process: Callable[[list], PipelineResult | list[Outcome]], out: str | Path, *,
-                 backend: LLMBackend | None = None,    # for the usage totals in the summary
-                 chunk_size: int = 64,                 # inputs per `process` call (and per output flush)
-                 progress: bool = True, desc: str = "",
-                 params: dict | None = None) -> RunSummary:   # recorded in OUT.run.json
-    "Run `process` over the inputs not yet recorded in `out`, appending results safely; resumable."
-    t0, out, u0 = time.time(), Path(out), backend.usage.to_dict() if backend else {}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ids = [str(x.id) for x in items]
-    dup = [k for k, n in Counter(ids).items() if n > 1]
-    if dup: raise MedreproError(f"input ids must be unique to resume safely; repeated: {dup[:5]}")
-    with _exclusive(out):
-        return _run(items, process, out, backend, chunk_size, progress, desc, params, t0, u0)
-
-def _run(items, process, out, backend, chunk_size, progress, desc, params, t0, u0) -> RunSummary:
-    for p in (out, rejected_path(out)): repair_tail(p)
-    repair_last_group(out)  # an input with several records (QA pairs) is done only when all of them are there
-    done = done_ids(out)
-    todo = [x for x in items if str(x.id) not in done]
-    s = RunSummary(inputs=len(items), skipped_done=len(items) - len(todo))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(items), initial=s.skipped_done, desc=desc or "inputs", unit="doc", file=sys.stderr)
-    for k in range(0, len(todo), chunk_size):
-        res = process(list(todo[k:k + chunk_size]))
-        if isinstance(res, PipelineResult): s.filtered_replies.update(res.report["filtered_replies"]); res = res.outcomes
-        for o in res:
-            s.cached += o.cached
-            if o.status == "ok":
-                for r in o.records: r.setdefault("meta", {}).update(input_id=o.id, input_records=len(o.records))
-                _append(out, o.records); s.accepted += 1; s.records += len(o.records); s.done += 1
-            elif o.status == "rejected":
-                _append(rejected_path(out), [{"input_id": o.id, "stage": o.stage, "reason": o.reason, "reply": o.reply}])
-                s.rejected[_rule(o.reason)] += 1; s.done += 1
-            else:
-                s.failed += 1
-                if len(s.failures) < 20: s.failures.append((o.id, o.stage, o.reason))
-        if bar is not None:
-            bar.update(min(chunk_size, len(todo) - k))
-            bar.set_postfix(ok=s.accepted, filtered=sum(s.rejected.values()), failed=s.failed, refresh=False)
-    if bar is not None: bar.close()
-    s.seconds = round(time.time() - t0, 3)
-    s.usage = backend.usage.since(u0) if backend else {}
-    out.touch()
-    report = {"this_run": {**asdict(s), "rejected": dict(s.rejected), "filtered_replies": dict(s.filtered_replies)}, "output": rejection_report(out), "params": params or {}}
-    save_json(report, report_path(out))
-    save_json(run_metadata(params or {}, backend=backend.describe() if backend else None, summary=report["this_run"]),
-              Path(f"{out}.run.json"))
-    return s
-
-# %% ../../nbs/12_data.unify.ipynb #c62f40cb
-def _record_from_dict(d: dict, file: str, row: int):
-    try:
-        if "options" in d: return MCQ.from_dict(d)
-        if "instruction" in d: return Pair.from_dict(d)
-        return Document.from_dict(d)
-    except (TypeError, RecordError) as e: raise RecordError(f"not a medrepro record: {e}", file, row) from e
-
-def read_inputs(path: str | Path, fmt: str = "text", limit: int | None = None) -> list:
-    "Documents (or records) from a file: text, jsonl, records, or any format of `medrepro.data.sources`."
-    p = Path(path)
-    if not p.exists(): raise MedreproError(f"{p}: no such file")
-    if fmt == "text" and find_spec("medrepro.data.sources") is None:  # the data layer's loader when present
-        lines = p.read_text(encoding="utf-8").splitlines()
-        recs = [Document(str(i), l.strip()) for i, l in enumerate(lines) if l.strip()]
-    elif fmt in ("jsonl", "records"):
-        recs = []
-        for i, d in enumerate(read_jsonl(p)):
-            if fmt == "records": recs.append(_record_from_dict(d, str(p), i)); continue
-            if not str(d.get("text", "")).strip(): raise RecordError("no 'text' field", str(p), i)
-            recs.append(Document(str(d.get("id", i)), d["text"], d.get("source", ""), d.get("language", "en"), d.get("meta", {})))
-    else:
-        try: from medrepro.data.sources import load
-        except ImportError as e: raise MedreproError(f"format {fmt!r} needs medrepro.data.sources, which is not available") from e
-        recs = list(load(fmt, p).records)
-    return recs[:limit] if limit is not None else recs
-
 # %% ../../nbs/12_data.unify.ipynb #70c5a82a
-_EPILOG = ("Killed or failed runs resume: run the same command again. The API key is read from the variable named "
-           "by --api-key-env and never written anywhere. Exit status: 0 all inputs recorded, 3 some inputs failed "
-           "(retried by the next run), 1 bad input, 2 bad arguments.")
-
-def _cli_common(p) -> None:
-    p.epilog = _EPILOG
-    p.add_argument("--input", required=True, help="input file")
-    p.add_argument("--format", default="text", help="text, jsonl, records, or a medrepro.data.sources format")
-    p.add_argument("--out", required=True, help="output jsonl (with OUT.rejected.jsonl, OUT.report.json, OUT.run.json)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N inputs")
-    p.add_argument("--language", default="auto", choices=["auto", "zh", "en"], help="target language")
-    p.add_argument("--chunk-size", type=int, default=None, help="inputs per step (default: 8 x concurrency, at least 32)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_backend_args(p)
-
-def _finish(s: RunSummary, out: Path, name: str) -> int:
-    print(f"{name}: {s.line()}")
-    print(f"{name}: wrote {out} (+ .rejected.jsonl, .report.json, .run.json)")
-    for fid, stage, err in s.failures[:5]: print(f"{name}: failed {fid} ({stage}): {err}", file=sys.stderr)
-    if s.failed: print(f"{name}: {s.failed} inputs failed; run the same command again to retry them", file=sys.stderr)
-    return 3 if s.failed else 0
-
 def _documents(a) -> list[Document]:
     "The input documents of a unify/generate-qa command; a clear error for other record types."
     recs = read_inputs(a.input, a.format, a.limit)
@@ -593,47 +307,56 @@ def _documents(a) -> list[Document]:
         raise MedreproError(f"{a.input}: format {a.format!r} gives {type(other).__name__} records; this command needs documents")
     return recs
 
-def _params(a) -> dict: return {k: v for k, v in vars(a).items() if k != "no_progress"}
+def _parser(name: str, description: str):
+    "The options unify and generate-qa share."
+    p = cli_parser(name, description)
+    add_run_args(p)
+    p.add_argument("--format", default="text", choices=LOADERS.names(), help="input format: text, jsonl, or a medrepro.data.sources format")
+    p.add_argument("--language", default="auto", choices=["auto", "zh", "en"], help="target language")
+    p.add_argument("--retries", type=nonneg_int, default=2, help="re-asks per call when a reply is filtered")
+    add_backend_args(p)
+    return p
+
+def generation_settings(a, be: LLMBackend, cfg: Any, **more) -> dict:
+    "What decides the records a command writes (a rerun into the same output must match it)."
+    desc = be.describe()
+    return {"backend": be.kind, "model": be.model, "base_url": desc.get("base_url"), "config": asdict(cfg), **more}
+
+def _run(name: str, a, docs: list, process, cfg, be: LLMBackend, **more) -> int:
+    s = run_pipeline(docs, process, a.out, backend=be, desc=name, chunk_size=chunk_size_of(a), progress=not a.no_progress,
+                     params={**command_params(a), "config": asdict(cfg), **more},
+                     settings=generation_settings(a, be, cfg, **more), force_settings=a.force_settings)
+    be.close()
+    return finish(s, Path(a.out), name)
 
 def unify_cmd(argv: list[str]) -> int:
     "CLI: HuatuoGPT-II unification of a document file into instruction pairs."
-    from medrepro.cli import cli_parser
-    p = cli_parser("unify", "Rewrite documents into instruction-output pairs (HuatuoGPT-II), resumably.")
-    _cli_common(p)
-    p.add_argument("--source-type", default=None, help="source of every document: " + ", ".join(PRIORITIES))
-    p.add_argument("--max-question-chars", type=int, default=180, help="longer questions are filtered out")
-    p.add_argument("--retries", type=int, default=2, help="re-asks per call when a reply is filtered")
-    p.add_argument("--max-tokens-question", type=int, default=128, help="generation limit of the question call")
-    p.add_argument("--max-tokens-answer", type=int, default=1024, help="generation limit of the answer call")
+    p = _parser("unify", "Rewrite documents into instruction-output pairs (HuatuoGPT-II), resumably.")
+    p.add_argument("--source-type", default=None, choices=list(PRIORITIES), help="source of every document")
+    p.add_argument("--max-question-chars", type=positive_int, default=180, help="longer questions are filtered out")
+    p.add_argument("--max-tokens-question", type=positive_int, default=128, help="generation limit of the question call")
+    p.add_argument("--max-tokens-answer", type=positive_int, default=1024, help="generation limit of the answer call")
     a = p.parse_args(argv)
+    check_output(a.out)
     docs = _documents(a)
     cfg = UnifyConfig(language=a.language, source_type=a.source_type, max_question_chars=a.max_question_chars, retries=a.retries,
                       max_tokens_question=a.max_tokens_question, max_tokens_answer=a.max_tokens_answer)
     for d in docs: source_of(d, cfg.source_type, cfg.priorities)
     be = backend_from_args(a)
-    s = run_pipeline(docs, lambda ch: unify_documents(ch, be, cfg), a.out, backend=be, desc="unify",
-                     chunk_size=a.chunk_size or max(32, 8 * a.concurrency), progress=not a.no_progress,
-                     params={**_params(a), "config": asdict(cfg), "prompt_version": PROMPT_VERSION})
-    be.close()
-    return _finish(s, Path(a.out), "unify")
+    return _run("unify", a, docs, lambda ch: unify_documents(ch, be, cfg), cfg, be, prompt_version=PROMPT_VERSION)
 
 def generate_qa_cmd(argv: list[str]) -> int:
     "CLI: MMed-IFT question-answer or multiple-choice generation from passages."
-    from medrepro.cli import cli_parser
-    p = cli_parser("generate-qa", "Condense passages, then generate QA pairs or MCQs (MMed-IFT), resumably.")
-    _cli_common(p)
+    p = _parser("generate-qa", "Condense passages, then generate QA pairs or MCQs (MMed-IFT), resumably.")
     p.add_argument("--kind", default="qa", choices=["qa", "mcq"], help="question-answer pairs or multiple-choice questions")
-    p.add_argument("--n-pairs", type=int, default=3, help="pairs per passage (qa)")
-    p.add_argument("--n-options", type=int, default=4, help="options per question (mcq)")
-    p.add_argument("--retries", type=int, default=2, help="re-asks per call when a reply is filtered")
-    p.add_argument("--max-tokens", type=int, default=1024, help="generation limit per call")
+    p.add_argument("--n-pairs", type=positive_int, default=3, help="pairs per passage (qa)")
+    p.add_argument("--n-options", type=positive_int, default=4, help="options per question (mcq, 2-26)")
+    p.add_argument("--max-tokens", type=positive_int, default=1024, help="generation limit per call")
     a = p.parse_args(argv)
+    if not 2 <= a.n_options <= 26: p.error(f"argument --n-options: {a.n_options} is not between 2 and 26")
+    check_output(a.out)
     docs = _documents(a)
     cfg = QAConfig(kind=a.kind, n_pairs=a.n_pairs, n_options=a.n_options, language=a.language, retries=a.retries,
                    max_tokens=a.max_tokens)
     be = backend_from_args(a)
-    s = run_pipeline(docs, lambda ch: generate_qa(ch, be, cfg), a.out, backend=be, desc=f"generate-qa {a.kind}",
-                     chunk_size=a.chunk_size or max(32, 8 * a.concurrency), progress=not a.no_progress,
-                     params={**_params(a), "config": asdict(cfg), "prompt_version": PROMPT_VERSION})
-    be.close()
-    return _finish(s, Path(a.out), "generate-qa")
+    return _run("generate-qa", a, docs, lambda ch: generate_qa(ch, be, cfg), cfg, be, prompt_version=PROMPT_VERSION)

@@ -141,15 +141,15 @@ def pair_items(a: dict[str, dict], b: dict[str, dict], questions: dict[str, str]
 
 def judge_cmd(argv: list[str]) -> int:
     "CLI: pairwise LLM-judge comparison of two systems' answers."
-    from medrepro.cli import cli_parser
-    from medrepro.data.unify import add_backend_args, backend_from_args
+    from medrepro.cli import cli_parser, nonneg_int, positive_int
+    from medrepro.data.llm import add_backend_args, backend_from_args
     p = cli_parser("eval judge", "Compare two systems' answers with an LLM judge, in both orders.")
     p.add_argument("--a", required=True, help="system A answers: jsonl with id, output (and question)")
     p.add_argument("--b", required=True, help="system B answers: jsonl with id, output")
     p.add_argument("--questions", help="jsonl with id, question (when the answer files lack the question)")
     p.add_argument("--template", default="pairwise_en", help=f"one of {JUDGE_TEMPLATES.names()}")
-    p.add_argument("--max-tokens", type=int, default=512)
-    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--max-tokens", type=positive_int, default=512)
+    p.add_argument("--n-boot", type=nonneg_int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")

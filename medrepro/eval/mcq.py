@@ -560,7 +560,7 @@ def _summary(m: dict) -> str:
 def eval_score_cmd(argv: list[str]) -> int:
     "CLI: re-score saved raw outputs with an extractor, without a model."
     import json
-    from medrepro.cli import cli_parser
+    from medrepro.cli import cli_parser, nonneg_int
     from medrepro.data.sources import load_mcq
     p = cli_parser("eval score", "Re-score saved raw model outputs against a data file.")
     p.add_argument("--format", required=True, help="data format (a medrepro.data.sources loader)")
@@ -568,7 +568,7 @@ def eval_score_cmd(argv: list[str]) -> int:
     p.add_argument("--predictions", required=True, help="jsonl with {'id': ..., 'output': ...} per line")
     p.add_argument("--extractor", default="guo2023", help=f"one of {EXTRACTORS.names()}")
     p.add_argument("--metrics", default="accuracy,f1_weighted,f1_per_letter_macro", help="comma-separated metric names")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--n-boot", type=nonneg_int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="also write samples.jsonl and metrics.json here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -582,7 +582,7 @@ def eval_score_cmd(argv: list[str]) -> int:
 
 def eval_run_cmd(argv: list[str]) -> int:
     "CLI: evaluate a model on a benchmark (or a data file) and write samples, metrics and run metadata."
-    from medrepro.cli import cli_parser
+    from medrepro.cli import cli_parser, nonneg_int, positive_float, positive_int, unit_float
     p = cli_parser("eval run", "Evaluate a model on a multiple-choice benchmark.")
     p.add_argument("--model", required=True, help="embedded name (tiny, small), local folder or hub id")
     p.add_argument("--benchmark", help="a medrepro.data.benchmarks name")
@@ -595,17 +595,17 @@ def eval_run_cmd(argv: list[str]) -> int:
     p.add_argument("--template", help="prompt template (default: the spec's, else each question's language)")
     p.add_argument("--extractor", help="answer extractor for generate mode (default: the spec's, else guo2023)")
     p.add_argument("--cue", help="reason_loglik: the words ending the model's chain, after which the options are scored")
-    p.add_argument("--shots", type=int, help="k solved examples per question (default: the spec's n_shots, else 0)")
+    p.add_argument("--shots", type=nonneg_int, help="k solved examples per question (default: the spec's n_shots, else 0)")
     p.add_argument("--shots-data", help="few-shot pool file (default: the spec's few-shot source)")
-    p.add_argument("--limit", type=int, help="first N questions only")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--temperature", type=float, help="sample with this temperature instead of greedy decoding")
-    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--limit", type=positive_int, help="first N questions only")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--max-new-tokens", type=positive_int, default=256)
+    p.add_argument("--temperature", type=positive_float, help="sample with this temperature instead of greedy decoding")
+    p.add_argument("--top-p", type=unit_float, default=1.0)
     p.add_argument("--chat", action="store_true", help="wrap prompts in the model's chat template")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="model weights (default: as saved, full precision)")
-    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--n-boot", type=nonneg_int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
     a = p.parse_args(argv)

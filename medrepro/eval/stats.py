@@ -200,12 +200,12 @@ def compare_eval(a: str | Path, b: str | Path, method: str = "mcnemar", n_boot: 
 def compare_cmd(argv: list[str]) -> int:
     "CLI: paired comparison of two saved evaluation runs."
     import json
-    from medrepro.cli import cli_parser
+    from medrepro.cli import cli_parser, nonneg_int
     p = cli_parser("eval compare", "Paired test of two evaluation runs on the same questions.")
     p.add_argument("a", help="run A: an eval output folder or its samples.jsonl")
     p.add_argument("b", help="run B")
     p.add_argument("--method", choices=("mcnemar", "bootstrap"), default="mcnemar")
-    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--n-boot", type=nonneg_int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     a = p.parse_args(argv)
