@@ -21,8 +21,9 @@ def main() -> int:
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "reproduce_real.json"))
     p.add_argument("--collect", nargs="+", default=None, help="merge the JSON files of runs over parts of the tables")
     p.add_argument("--tables-only", action="store_true", help="run nothing: record the tables of an existing --runs-dir")
+    p.add_argument("--note", default="", help="with --collect: what a reader must know about how the parts ran")
     a = p.parse_args()
-    if a.collect: return collect([json.loads(Path(f).read_text()) for f in a.collect], a.out)
+    if a.collect: return collect([json.loads(Path(f).read_text()) for f in a.collect], a.out, a.note)
     runs = Path(a.runs_dir or tempfile.mkdtemp(prefix="medrepro-real-"))
     cmd = [sys.executable, "-c", "import sys; from medrepro.cli import main; sys.exit(main(sys.argv[1:]))", "reproduce", "--tier", "real", "--force", "--runs-dir", str(runs)]
     cmd += [x for t in a.table for x in ("--table", t)]
@@ -57,7 +58,7 @@ def main() -> int:
     return proc.returncode or 0
 
 
-def collect(parts: list[dict], out_file: str) -> int:
+def collect(parts: list[dict], out_file: str, note: str = "") -> int:
     "One result file from runs over disjoint parts of the tables (e.g. two processes sharing the machine)."
     tables = {k: v for p in parts for k, v in p["tables"].items()}
     done = set(tables)
@@ -66,7 +67,8 @@ def collect(parts: list[dict], out_file: str) -> int:
            "budget_seconds": BUDGET_S, "not_run": sorted({t for p in parts for t in p.get("not_run", [])} - done),
            "statuses": {s: sum(t["status"] == s for t in tables.values()) for s in {t["status"] for t in tables.values()}},
            "note": "tables_seconds is the sum of the tables' own seconds, i.e. the tier run one table after another; "
-                   "the parts ran at the same time on the shared machine. Fixture numbers show the plumbing works, not a finding"}
+                   "the parts ran at the same time on the shared machine. Fixture numbers show the plumbing works, not a finding",
+           "how_it_ran": note}
     out["within_budget"] = out["tables_seconds"] <= BUDGET_S and not out["not_run"]
     Path(out_file).write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps({k: out[k] for k in ("tables_seconds", "within_budget", "statuses", "not_run")}), f"-> {out_file}")
