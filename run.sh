@@ -69,5 +69,6 @@ case "$cmd" in
   reproduce) setup; exec "$VENV/bin/medrepro" reproduce --tier "${MEDREPRO_TIER:-mini}" "$@";;  # renders the report too
   test) setup; run_tests "$@";;
   setup) setup;;
-  *) echo "usage: ./run.sh reproduce|test|setup [args]" >&2; exit 2;;
+  docs) setup; exec "$VENV/bin/python" tools/docs.py "$@";;  # the site: _docs/html/index.html (docs/site.md)
+  *) echo "usage: ./run.sh reproduce|test|docs|setup [args]" >&2; exit 2;;
 esac

@@ -16,6 +16,7 @@ py_versions = '3.10 3.11 3.12 3.13'.split()
 
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+docs_requirements = shlex.split(cfg.get('docs_requirements', ''))
 min_python = cfg['min_python']
 lib_path = cfg.get('lib_path', cfg['lib_name'])
 console_scripts = [s for s in cfg.get('console_scripts', '').split() if s]
@@ -33,7 +34,7 @@ setuptools.setup(
     include_package_data=True,
     package_data={'': ['*.txt', '*.json', '*.jsonl', '*.csv', '*.yaml', '*.ttf']},
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements + docs_requirements, 'docs': docs_requirements},
     python_requires='>=' + cfg['min_python'],
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',

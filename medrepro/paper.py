@@ -428,7 +428,7 @@ def add_eval_rows(res, row: str, metrics: dict, columns: dict = METRIC_COLUMNS, 
     "Add one result row per paper column from an evaluator's metrics dict (fractions -> percent, with CIs)."
     from medrepro.report import pct
     protocol = protocol or {}
-    kw.setdefault("protocol", protocol_text(protocol))
+    kw.setdefault("protocol", "; ".join(x for x in (protocol_text(protocol), metrics.get("eval_path")) if x))
     kw.setdefault("extractor", protocol.get("extractor", "") if protocol.get("mode", "generate") == "generate" else "")
     if metrics.get("guessed"):  # answers the extractor only reached by breaking a tie: a reviewer must see how many
         kw["note"] = "; ".join(x for x in (kw.get("note", ""), f"guessed {metrics['guessed']} (strict acc {pct(metrics.get('accuracy_strict', 0))})") if x)
@@ -457,15 +457,16 @@ def evaluate_by_subject(model, questions: list, dev: list = (), k: int = 0, toke
     groups, pool = defaultdict(list), defaultdict(list)
     for q in questions: groups[subject(q)].append(q)
     for d in dev: pool[subject(d)].append(d)
-    samples, n_boot = [], protocol.pop("n_boot", 1000)
+    samples, n_boot, path = [], protocol.pop("n_boot", 1000), None
     if isinstance(model, (str, Path)):  # load once, not once per subject
         from medrepro.models import load_causal_lm, load_tokenizer
         model, tokenizer = load_causal_lm(model), tokenizer or load_tokenizer(model)
     for subj, qs in sorted(groups.items()):
         asked = {q.question for q in qs}
         shots = [d for d in pool.get(subj, []) if d.question not in asked][:k]
-        samples += evaluate(model, qs, tokenizer=tokenizer, shots=shots, n_boot=0, **protocol).samples  # intervals: pooled, below
-    return score_samples(samples, n_boot=n_boot)
+        r = evaluate(model, qs, tokenizer=tokenizer, shots=shots, n_boot=0, **protocol)  # intervals: pooled, below
+        samples, path = samples + r.samples, r.metrics["eval_path"]
+    return {**score_samples(samples, n_boot=n_boot), **({"eval_path": path} if path else {})}
 
 # %% ../nbs/60_paper.ipynb #62647c9a
 def evaluate_benchmark(model, name: str, data: str = "smoke", limit: int | None = None, tokenizer=None,

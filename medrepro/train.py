@@ -455,14 +455,13 @@ def _loss_figure(out: Path) -> Path | None:
     "loss_curve.png from loss_log.csv (None when nothing was logged)."
     p = out / "loss_log.csv"
     if not p.exists(): return None
-    import matplotlib; matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: training must not switch the notebook's backend to Agg
     with open(p) as f: rows = [r for r in csv.DictReader(f) if r["loss"]]
     if not rows: return None
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig = Figure(figsize=(5, 3)); ax = fig.subplots()
     ax.plot([int(r["step"]) for r in rows], [float(r["loss"]) for r in rows])
     ax.set_xlabel("optimizer step"); ax.set_ylabel("training loss"); ax.set_title(out.name)
-    fig.tight_layout(); fig.savefig(out / "loss_curve.png", dpi=120); plt.close(fig)
+    fig.tight_layout(); fig.savefig(out / "loss_curve.png", dpi=120)
     return out / "loss_curve.png"
 
 # %% ../nbs/31_train.ipynb #a232e000

@@ -67,8 +67,8 @@ def test_shared_prefix_and_context_cache_change_nothing(tiny):
     reqs += [("Short context", " x y z"), ("Short context", " w")]
     ref = [_naive_logprob(model, tok, *r) for r in reqs]
     for bs in (2, 64):
-        a = score_continuations(model, tok, reqs, batch_size=bs, share_prefix=True)
-        b = score_continuations(model, tok, reqs, batch_size=bs, share_prefix=False)
+        a = score_continuations(model, tok, reqs, batch_size=bs, prefix_cache="auto")
+        b = score_continuations(model, tok, reqs, batch_size=bs, prefix_cache="off")
         assert all(abs(x[0] - y[0]) < 1e-4 and x[1:] == y[1:] for x, y in zip(a, b))
         assert all(abs(x[0] - r) < 1e-4 for x, r in zip(a, ref))
 

@@ -41,35 +41,34 @@ def mcqs():
 
 @pytest.fixture(scope="module")
 def generated(model, tok, mcqs):
-    "Greedy chat answers to the MedQA-USMLE fixture questions, and the raw token rows `generate` returned."
+    "Greedy chat answers to the MedQA-USMLE fixture questions, and the raw token rows the greedy decoding loop returned."
+    import medrepro.eval.mcq as mcq
     rows = []
-    real = model.generate
+    real = mcq._greedy_batch
     def spy(*a, **kw):
         out = real(*a, **kw)
-        rows.extend(out[:, kw["input_ids"].shape[1]:].tolist())
+        rows.extend(out)
         return out
-    model.generate = spy
+    mcq._greedy_batch = spy
     try:
         r = evaluate(model, mcqs, tokenizer=tok, mode="generate", chat=True, max_new_tokens=96, batch_size=4, n_boot=0)
     finally:
-        del model.generate
+        mcq._greedy_batch = real
     return r, rows
 
 
 def test_generation_uses_the_chat_template_and_stops_at_end_of_turn(generated, tok):
     r, rows = generated
     end = tok.convert_tokens_to_ids(END)
-    assert tok.eos_token == END and end == tok.eos_token_id  # generate() stops on the config's eos: the end-of-turn token
+    assert tok.eos_token == END and end == tok.eos_token_id  # the decoding loop stops on the eos ids: the end-of-turn token
     for s in r.samples:
         p = s["prompt"]
         assert p.startswith("<|im_start|>system\n") and p.endswith(f"{END}\n<|im_start|>assistant\n")
         assert "<|im_start|>user\n" in p and "Question:" in p
         assert s["output"].strip() and "<|im_start|>" not in s["output"] and END not in s["output"]
     assert len(rows) == len(r.samples)
-    for row in rows:  # each row ends its answer with <|im_end|>, well before the token limit; only padding follows
-        assert end in row, tok.decode(row)
-        first = row.index(end)
-        assert first < 96 and all(t == tok.pad_token_id for t in row[first:])
+    for row in rows:  # each row ends its answer with <|im_end|>, well before the token limit, and nothing is decoded after it
+        assert row[-1] == end and row.index(end) == len(row) - 1 and len(row) < 96, tok.decode(row)
 
 
 def test_sft_with_the_chat_template_trains_only_the_answer_and_end_of_turn(tok, mcqs):

@@ -15,11 +15,13 @@ from ..data.records import MCQ, RecordError
 from .stats import DEFAULT_BREAKDOWNS, answer_key, score_samples
 
 # %% auto #0
-__all__ = ['UNPARSED_STEP', 'EXTRACTORS', 'MODES', 'SCORINGS', 'NORMS', 'GUESS_STEPS', 'Shots', 'Extraction', 'option_text_spans',
-           'option_text_hits', 'letter_groups', 'bare_letters', 'first_line', 'statement_letters', 'extract',
-           'extract_guo2023', 'extract_cmexam', 'extract_huatuo2', 'extract_mmedbench', 'generate_texts', 'encode_pair',
-           'encode_many', 'score_continuations', 'EvalResult', 'build_prompts', 'evaluate', 'write_eval', 'rescore',
-           'read_predictions', 'evaluate_benchmark', 'eval_score_cmd', 'eval_run_cmd']
+__all__ = ['UNPARSED_STEP', 'EXTRACTORS', 'PREFIX_CACHE', 'MIN_PREFIX', 'GROUP_COST', 'MAX_PAD', 'MODES', 'SCORINGS', 'NORMS',
+           'GUESS_STEPS', 'Shots', 'Extraction', 'option_text_spans', 'option_text_hits', 'letter_groups',
+           'bare_letters', 'first_line', 'statement_letters', 'extract', 'extract_guo2023', 'extract_cmexam',
+           'extract_huatuo2', 'extract_mmedbench', 'encode_many', 'prefix_groups', 'token_batches', 'stop_token_ids',
+           'generate_texts', 'encode_pair', 'score_continuations', 'EvalResult', 'build_prompts', 'eval_path',
+           'evaluate', 'write_eval', 'rescore', 'read_predictions', 'evaluate_benchmark', 'eval_score_cmd',
+           'eval_run_cmd']
 
 # %% ../../nbs/40_eval.mcq.ipynb #a4abc290
 @dataclass(frozen=True)
@@ -143,6 +145,91 @@ def extract_mmedbench(output: str, q: MCQ) -> Extraction:
     if g and g[0][0] == 0: return Extraction(g[0][1], "letter")
     return Extraction(None, UNPARSED_STEP)
 
+# %% ../../nbs/40_eval.mcq.ipynb #a9cdde59
+PREFIX_CACHE = ("auto", "off")
+MIN_PREFIX = 8   # shorter shared prefixes are not worth a forward pass of their own
+GROUP_COST = 64  # tokens a prefix group must save to pay for its extra forward pass and its smaller batches
+MAX_PAD = 0.1    # a batch ends before a row this much shorter than its longest: padding stays under 10%
+
+def encode_many(tokenizer, texts: list[str]) -> list[list[int]]:
+    "Token ids of many strings in one call; a fast tokenizer's backend skips the offsets the ids do not need."
+    backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    # the backend keeps padding/truncation settings from the tokenizer's last padded call: only use it when it has none
+    if backend is not None and hasattr(backend, "encode_batch_fast") and backend.padding is None and backend.truncation is None:
+        return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=True)]
+    return tokenizer(texts).input_ids
+
+def _count(stats: dict | None, **kw: int) -> None:
+    if stats is not None:
+        for k, v in kw.items(): stats[k] = stats.get(k, 0) + v
+
+def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    return next((j for j in range(n) if a[j] != b[j]), n)
+
+def prefix_groups(seqs: Sequence[Sequence[int]], limits: Sequence[int], min_len: int = MIN_PREFIX,
+                  overhead: int = GROUP_COST) -> list[tuple[int, list[int]]]:
+    "Partition token sequences into (shared prefix length, member indices); `limits[i]` caps the prefix of sequence i."
+    order = sorted(range(len(seqs)), key=lambda i: seqs[i])  # sequences sharing a prefix become neighbours
+    a = [min(_lcp(seqs[i], seqs[j]), limits[i], limits[j]) for i, j in zip(order, order[1:])]
+    def best(l: int, r: int, depth: int = 0) -> tuple[int, list[tuple[int, list[int]]]]:
+        "(tokens saved, groups) for sorted positions l..r: one group, or split where the shared prefix is shortest."
+        if l == r: return 0, [(0, [l])]
+        P = min(a[l:r])
+        one = ((r - l) * P - overhead if P >= min_len else 0, [(P if P >= min_len else 0, list(range(l, r + 1)))])
+        if depth > 200: return one  # a pathological nesting: stop refining
+        cuts = [k for k in range(l, r) if a[k] == P]
+        parts = [best(s, e, depth + 1) for s, e in zip([l] + [k + 1 for k in cuts], cuts + [r])]
+        split = (sum(s for s, _ in parts), [g for _, gs in parts for g in gs])
+        return split if split[0] > one[0] else one
+    groups = best(0, len(order) - 1)[1] if order else []
+    plain = [order[k] for P, m in groups if not P for k in m]  # everything without a prefix worth sharing: one group
+    return [(P, [order[k] for k in m]) for P, m in groups if P] + ([(0, plain)] if plain else [])
+
+def _accepts(model, name: str) -> bool:
+    import inspect
+    return name in inspect.signature(model.forward).parameters
+
+def _cache_arg(model) -> str:
+    return "cache" if _accepts(model, "cache") else "past_key_values"  # renamed in transformers 5.2x
+
+def _prefix_state(model, prefix: list[int]):
+    "The key/value cache of `prefix` (one row), computed once; None when the model's cache is not a plain key/value store."
+    import torch
+    keep = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
+    from transformers.cache_utils import DynamicLayer
+    out = model(input_ids=torch.tensor([prefix], device=model.device), use_cache=True, **keep)
+    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    plain = cache is not None and all(type(l) is DynamicLayer for l in getattr(cache, "layers", [None]))
+    return cache if plain else None  # None: the caller scores without it
+
+def _expand(cache, n: int):
+    "A cache whose layers view `cache`'s tensors `n` times along the batch, without copying; the prefix stays reusable."
+    import copy
+    c = copy.copy(cache)
+    c.layers = []
+    for layer in cache.layers:  # the model's update concatenates into new tensors: the views are never written to
+        new = copy.copy(layer)
+        new.keys, new.values = layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1)
+        c.layers.append(new)
+    return c
+
+def _prefix_cache_ok(model, mode: str) -> bool:
+    "auto: a model whose forward takes a cache and whose cache is a plain per-layer key/value store (no sliding window)."
+    if mode not in PREFIX_CACHE: raise MedreproError(f"prefix_cache must be one of {PREFIX_CACHE}, not {mode!r}")
+    if mode == "off" or not (_accepts(model, "past_key_values") or _accepts(model, "cache")): return False
+    types = getattr(model.config, "layer_types", None)  # sliding-window layers keep a cache the views cannot stand for
+    return not (types and any(t != "full_attention" for t in types))
+
+def token_batches(lengths: Sequence[int], batch_tokens: int, max_pad: float = MAX_PAD) -> list[list[int]]:
+    "Indices sorted longest first, cut into batches whose padded size (rows x longest) stays within `batch_tokens`."
+    order, out = sorted(range(len(lengths)), key=lambda i: -lengths[i]), []
+    for i in order:  # the first row of a batch is its longest: the batch grows while rows x that length fits
+        L = lengths[out[-1][0]] if out else 0
+        if out and (len(out[-1]) + 1) * L <= batch_tokens and lengths[i] >= (1 - max_pad) * L: out[-1].append(i)
+        else: out.append([i])
+    return out
+
 # %% ../../nbs/40_eval.mcq.ipynb #05da95b8
 def _batches(order: list[int], size: int) -> list[list[int]]: return [order[i:i + size] for i in range(0, len(order), max(1, size))]
 
@@ -150,23 +237,88 @@ def _truncate(text: str, stop: Sequence[str]) -> str:
     cut = min((i for s in stop if s and (i := text.find(s)) >= 0), default=len(text))
     return text[:cut]
 
+def stop_token_ids(model, tokenizer) -> set[int]:
+    "End-of-sequence / end-of-turn ids: the model's generation config and the tokenizer's eos."
+    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = set(ids if isinstance(ids, (list, tuple)) else [] if ids is None else [ids])
+    return ids | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+
+#| export
+def _greedy_batch(model, rows: list[list[int]], P: int, cache, max_new: int, done: Callable[[list[int]], bool], pad: int,
+                  stats: dict | None = None) -> list[list[int]]:
+    "Greedy tokens after each row: left-padded after the shared `P`-token prefix (whose cache is given); finished rows leave the batch."
+    import torch
+    dev, n = model.device, len(rows)
+    L = max(len(r) for r in rows) - P
+    ids = torch.tensor([[pad] * (L - len(r) + P) + r[P:] for r in rows], device=dev)
+    mask = torch.tensor([[1] * P + [0] * (L - len(r) + P) + [1] * (len(r) - P) for r in rows], device=dev)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, P:]  # the positions an unpadded row would have
+    kw = {_cache_arg(model): _expand(cache, n)} if cache is not None else {}
+    keep1 = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
+    out: list[list[int]] = [[] for _ in rows]
+    live = list(range(n))
+    _count(stats, tokens_run=sum(len(r) - P for r in rows), tokens_padded=ids.numel(), forward_calls=1)
+    for _ in range(max_new):
+        res = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **keep1, **kw)
+        nxt = res.logits[:, -1].argmax(-1).tolist()
+        for i, t in zip(live, nxt): out[i].append(t)
+        keep = [k for k, i in enumerate(live) if not done(out[i])]
+        if not keep: break
+        cache = getattr(res, "cache", None) or getattr(res, "past_key_values", None)
+        if len(keep) < len(live):  # drop finished rows: the rest of the batch runs on
+            sel = torch.tensor(keep, device=dev)
+            for layer in cache.layers: layer.batch_select_indices(sel)
+            mask, pos, live, nxt = mask[sel], pos[sel], [live[k] for k in keep], [nxt[k] for k in keep]
+        ids = torch.tensor(nxt, device=dev)[:, None]
+        _count(stats, tokens_run=len(live), tokens_padded=len(live), forward_calls=1)
+        mask = torch.cat([mask, mask.new_ones(len(live), 1)], 1)
+        pos = pos[:, -1:] + 1
+        kw = {_cache_arg(model): cache}
+    return out
+
+# %% ../../nbs/40_eval.mcq.ipynb #2c31518d
 def generate_texts(model, tokenizer, prompts: Sequence[str], batch_size: int = 8, max_new_tokens: int = 256,
                    sampling: dict | None = None,  # None = greedy; else do_sample/temperature/top_p/top_k
-                   stop: Sequence[str] = (), seed: int = 0) -> list[str]:
+                   stop: Sequence[str] = (), seed: int = 0,
+                   batch_tokens: int | None = None,  # greedy: padded prompt+new tokens per batch (default batch_size x 256)
+                   prefix_cache: str = "auto",  # greedy: auto = shared prompt prefixes run once; off
+                   stats: dict | None = None) -> list[str]:  # greedy: filled with token and call counts
     "Batched decoding with left padding; outputs in the order of `prompts`, cut at the first `stop` string."
+    if sampling: return _sample_texts(model, tokenizer, prompts, batch_size, max_new_tokens, sampling, stop, seed)
+    import torch
+    seqs = encode_many(tokenizer, list(prompts))
+    eos, pad = stop_token_ids(model, tokenizer), tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    text = lambda t: tokenizer.decode(t, skip_special_tokens=True)
+    done = lambda t: len(t) >= max_new_tokens or t[-1] in eos or any(s and s in text(t) for s in stop)
+    out: list[str] = [""] * len(prompts)
+    use = _prefix_cache_ok(model, prefix_cache)
+    groups = prefix_groups(seqs, [len(s) - 1 for s in seqs]) if use else [(0, list(range(len(seqs))))]
+    with torch.inference_mode():
+        for P, members in groups:
+            cache = _prefix_state(model, seqs[members[0]][:P]) if P else None
+            P = P if cache is not None else 0
+            _count(stats, prefix_tokens=P, prefix_groups=int(P > 0))
+            budget = batch_tokens or batch_size * 256
+            for b in token_batches([len(seqs[j]) - P + max_new_tokens for j in members], budget):
+                idx = [members[k] for k in b]
+                for i, t in zip(idx, _greedy_batch(model, [seqs[i] for i in idx], P, cache, max_new_tokens, done, pad, stats)):
+                    out[i] = _truncate(text(t), stop)
+    return out
+
+def _sample_texts(model, tokenizer, prompts, batch_size, max_new_tokens, sampling, stop, seed) -> list[str]:
+    "Seeded sampling through `model.generate`, left-padded batches of `batch_size` prompts."
     import torch
     from medrepro.core import seed_everything
     seed_everything(seed)
     if tokenizer.pad_token is None: tokenizer.pad_token = tokenizer.eos_token  # Llama-2 ships without one
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    gen = {"do_sample": False} if not sampling else {"do_sample": True, **sampling}
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     out: list[str] = [""] * len(prompts)
     try:
         for idx in _batches(order, batch_size):
             enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(model.device)
             with torch.inference_mode():
-                ids = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **gen)
+                ids = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **{"do_sample": True, **sampling})
             for i, row in zip(idx, ids[:, enc["input_ids"].shape[1]:]):
                 out[i] = _truncate(tokenizer.decode(row, skip_special_tokens=True), stop)
     finally:
@@ -201,14 +353,6 @@ def _group_rows(ctx: list[int], idx: list[int], conts: list[list[int]]) -> list[
         rows[m].items.append((i, len(ctx) - 1, t))
     return list(rows.values())
 
-def encode_many(tokenizer, texts: list[str]) -> list[list[int]]:
-    "Token ids of many strings in one call; a fast tokenizer's backend skips the offsets the ids do not need."
-    backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
-    # the backend keeps padding/truncation settings from the tokenizer's last padded call: only use it when it has none
-    if backend is not None and hasattr(backend, "encode_batch_fast") and backend.padding is None and backend.truncation is None:
-        return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=True)]
-    return tokenizer(texts).input_ids
-
 def _groups(tokenizer, requests: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int], list[list[int]]]]:
     "(context ids, request indices, continuation ids) per distinct context."
     reqs = [_split_space(c, x) for c, x in requests]
@@ -231,68 +375,53 @@ def _rows(groups, max_len: int) -> list[_Row]:
             r.ids, r.items = r.ids[cut:], [(i, p - cut, c) for i, p, c in r.items]
     return rows
 
-def _accepts(model, name: str) -> bool:
-    import inspect
-    return name in inspect.signature(model.forward).parameters
-
-def _cache_arg(model) -> str:
-    import inspect
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"  # renamed in transformers 5.2x
-
-def _forward(model, ids, keep, prefix: list[int] | None = None):
-    "Logits at positions `keep` (relative to `ids`), after an optional shared `prefix` computed once."
-    import torch
-    kw = {}
-    if prefix:
-        out = model(input_ids=torch.tensor([prefix], device=ids.device), use_cache=True)
-        cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
-        cache.batch_repeat_interleave(ids.shape[0])
-        kw = {_cache_arg(model): cache, "use_cache": False}
+def _forward(model, ids, keep, cache=None):
+    "Logits at positions `keep` (relative to `ids`), on top of an optional prefix cache."
+    kw = {_cache_arg(model): cache, "use_cache": False} if cache is not None else {}
     try: return model(input_ids=ids, logits_to_keep=keep, **kw).logits
     except TypeError: return model(input_ids=ids, **kw).logits[:, keep]  # models without logits_to_keep
 
-def _common_prefix(batch: list[_Row]) -> int:
-    "Length of the token prefix shared by every row, leaving each scored position after it."
-    n = min(min(p for _, p, _ in r.items) for r in batch)
-    first = batch[0].ids
-    for r in batch[1:]:
-        n = min(n, next((j for j, (a, b) in enumerate(zip(first[:n], r.ids)) if a != b), n))
-    return n
-
-def _score_rows(model, rows: list[_Row], batch_size: int, pad: int, share_prefix: bool, out: list) -> None:
+def _score_rows(model, rows: list[_Row], batch_tokens: int, pad: int, prefix_cache: bool, out: list, stats: dict | None) -> None:
+    "Rows grouped by shared token prefix (computed once per group), then length-sorted batches under a token budget."
     import torch
-    rows = sorted(rows, key=lambda r: -len(r.ids))
-    for b in _batches(list(range(len(rows))), batch_size):
-        batch = [rows[j] for j in b]
-        P = _common_prefix(batch) if share_prefix and len(batch) > 1 else 0
-        P = P if P >= 8 else 0  # too short to be worth a second call
-        L = max(len(r.ids) for r in batch) - P
-        ids = torch.tensor([r.ids[P:] + [pad] * (L - len(r.ids) + P) for r in batch], device=model.device)
-        pos = sorted({p + j - P for r in batch for _, p, c in r.items for j in range(len(c))})  # every scored position
-        col = {p: k for k, p in enumerate(pos)}
-        with torch.inference_mode():
-            logits = _forward(model, ids, torch.tensor(pos, device=model.device), batch[0].ids[:P])
-            logp = torch.log_softmax(logits.float(), dim=-1)
-        for k, r in enumerate(batch):
-            for i, p, cont in r.items:
-                lp = logp[k, [col[p + j - P] for j in range(len(cont))]]
-                t = torch.tensor(cont, device=lp.device)
-                out[i] = (float(lp.gather(-1, t[:, None]).sum()), len(cont), bool((lp.argmax(-1) == t).all()))
+    firsts = [min(p for _, p, _ in r.items) for r in rows]  # a prefix must end before a row's first scored position
+    groups = prefix_groups([r.ids for r in rows], firsts) if prefix_cache else [(0, list(range(len(rows))))]
+    for P, members in groups:
+        with torch.inference_mode(): cache = _prefix_state(model, rows[members[0]].ids[:P]) if P else None
+        P = P if cache is not None else 0
+        _count(stats, prefix_tokens=P, prefix_groups=int(P > 0))
+        for b in token_batches([len(rows[j].ids) - P for j in members], batch_tokens):
+            batch = [rows[members[k]] for k in b]
+            L = max(len(r.ids) for r in batch) - P  # rows are right-padded: a causal model never looks at later pads
+            ids = torch.tensor([r.ids[P:] + [pad] * (L - len(r.ids) + P) for r in batch], device=model.device)
+            pos = sorted({p + j - P for r in batch for _, p, c in r.items for j in range(len(c))})  # every scored position
+            col = {p: k for k, p in enumerate(pos)}
+            _count(stats, tokens_run=sum(len(r.ids) - P for r in batch), tokens_padded=ids.numel(), forward_calls=1)
+            with torch.inference_mode():
+                logits = _forward(model, ids, torch.tensor(pos, device=model.device), _expand(cache, len(batch)) if P else None)
+                logp = torch.log_softmax(logits.float(), dim=-1)
+            for k, r in enumerate(batch):
+                for i, p, cont in r.items:
+                    lp = logp[k, [col[p + j - P] for j in range(len(cont))]]
+                    t = torch.tensor(cont, device=lp.device)
+                    out[i] = (float(lp.gather(-1, t[:, None]).sum()), len(cont), bool((lp.argmax(-1) == t).all()))
 
-def _score_contexts(model, groups, batch_size: int, pad: int, out: list) -> None:
+# %% ../../nbs/40_eval.mcq.ipynb #077046a4
+def _score_contexts(model, groups, batch_tokens: int, pad: int, out: list, stats: dict | None) -> None:
     "Groups with several multi-token continuations: each context runs once, its cache feeds every continuation."
     import torch
     groups = sorted(groups, key=lambda g: -len(g[0]))
     chunks, cur = [], []
-    for g in groups:  # about `batch_size` continuation rows per chunk
+    for g in groups:  # one cache row per continuation, each as long as the chunk's longest context: that is the budget
+        if cur and (sum(len(x[1]) for x in cur) + len(g[1])) * len(cur[0][0]) > batch_tokens: chunks.append(cur); cur = []
         cur.append(g)
-        if sum(len(x[1]) for x in cur) >= batch_size: chunks.append(cur); cur = []
     if cur: chunks.append(cur)
     dev = model.device
     for chunk in chunks:
         lc = [len(c) for c, _, _ in chunk]
         Lc = max(lc)
         ids = torch.tensor([c + [pad] * (Lc - len(c)) for c, _, _ in chunk], device=dev)
+        _count(stats, tokens_run=sum(lc), tokens_padded=ids.numel(), forward_calls=1)
         with torch.inference_mode():
             last = sorted({n - 1 for n in lc})  # only each context's last position goes through the output layer
             out1 = model(input_ids=ids, use_cache=True, logits_to_keep=torch.tensor(last, device=dev))
@@ -308,6 +437,7 @@ def _score_contexts(model, groups, batch_size: int, pad: int, out: list) -> None
                 x = torch.tensor([t[:-1] + [pad] * (S - len(t) + 1) for _, _, t in multi], device=dev)
                 mask = torch.tensor([[1] * lc[g] + [0] * (Lc - lc[g]) + [1] * S for g, _, _ in multi], device=dev)
                 pos = torch.tensor([[lc[g] + j for j in range(S)] for g, _, _ in multi], device=dev)
+                _count(stats, tokens_run=sum(len(t) - 1 for _, _, t in multi), tokens_padded=x.numel(), forward_calls=1)
                 rest = torch.log_softmax(model(input_ids=x, attention_mask=mask, position_ids=pos, use_cache=False,
                                                **{_cache_arg(model): cache}).logits.float(), -1)
         k = 0
@@ -322,17 +452,22 @@ def _score_contexts(model, groups, batch_size: int, pad: int, out: list) -> None
 
 def score_continuations(model, tokenizer, requests: Sequence[tuple[str, str]], batch_size: int = 8,
                         max_len: int | None = None,
-                        share_prefix: bool = True) -> list[tuple[float, int, bool]]:  # compute shared contexts/prefixes once
+                        prefix_cache: str = "auto",       # auto: shared token prefixes and contexts run once; off: every row whole
+                        batch_tokens: int | None = None,  # padded tokens per batch (default batch_size x 256)
+                        stats: dict | None = None) -> list[tuple[float, int, bool]]:  # filled with token and call counts
     "(sum log-prob, token count, is-greedy) of each continuation after its context."
     max_len = max_len or getattr(model.config, "max_position_embeddings", None) or 2048
+    budget = batch_tokens or batch_size * 256
     out: list[Any] = [None] * len(requests)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     groups = _groups(tokenizer, requests)
+    on = _prefix_cache_ok(model, prefix_cache)
     # a context whose continuations need several rows (option texts) runs once and feeds them all from its cache
     many = lambda g: len(_group_rows(*g)) > 1 and len(g[0]) + max(map(len, g[2])) <= max_len
-    shared = [g for g in groups if share_prefix and many(g)] if _accepts(model, "logits_to_keep") else []
-    if shared: _score_contexts(model, shared, batch_size, pad, out)
-    _score_rows(model, _rows([g for g in groups if not (share_prefix and many(g))], max_len), batch_size, pad, share_prefix, out)
+    shared = [g for g in groups if many(g)] if on and _accepts(model, "logits_to_keep") else []
+    if shared: _score_contexts(model, shared, budget, pad, out, stats)
+    done = {id(g) for g in shared}
+    _score_rows(model, _rows([g for g in groups if id(g) not in done], max_len), budget, pad, on, out, stats)
     return out
 
 # %% ../../nbs/40_eval.mcq.ipynb #b71996b6
@@ -388,13 +523,13 @@ def _sample(q: MCQ, prompt: str, output: str, letters, step: str, **extra) -> di
     return {"id": q.id, "prompt": prompt, "output": output, "pred": pred, "step": step, "gold": q.answer_str,
             "correct": pred == q.answer_str, "language": q.language, "source": q.source, "meta": q.meta, **extra}
 
-def _loglik_samples(model, tok, questions, prompts, scoring, norm, template, chat, batch_size) -> list[dict]:
+def _loglik_samples(model, tok, questions, prompts, scoring, norm, template, chat, batch: dict) -> list[dict]:
     reqs, owner = [], []
     for qi, (q, p) in enumerate(zip(questions, prompts)):
         delim = get_template(_template_name(q, template)).delimiter  # as the training formatter writes answers
         for k, v in q.options.items():
             reqs.append((p, delim + (k if scoring == "letter" else str(v).strip()))); owner.append((qi, k))
-    scores = score_continuations(model, tok, reqs, batch_size)
+    scores = score_continuations(model, tok, reqs, **batch)
     per_q: list[list[dict]] = [[] for _ in questions]
     for (qi, k), (lp, n, greedy), (_, cont) in zip(owner, scores, reqs):
         denom = {"chars": len(cont), "tokens": n, "none": 1}[norm if scoring == "option_text" else "none"]
@@ -406,20 +541,30 @@ def _loglik_samples(model, tok, questions, prompts, scoring, norm, template, cha
         out.append(_sample(q, p, text, {best["letter"]}, f"loglik_{scoring}", scores=cands))
     return out
 
+def _generate(model, tok, prompts, batch: dict, max_new_tokens, sampling, stop, seed) -> list[str]:
+    return generate_texts(model, tok, prompts, batch["batch_size"], max_new_tokens, sampling, stop, seed,
+                          batch_tokens=batch["batch_tokens"], prefix_cache=batch["prefix_cache"], stats=batch.get("stats"))
+
+def eval_path(protocol: dict) -> str:
+    "One line naming the computation behind a result: prefix cache, batching, decoding."
+    parts = [f"prefix cache {'on' if protocol.get('prefix_cache_used') else 'off'}",
+             f"length-sorted batches of <= {protocol.get('batch_tokens')} tokens"]
+    return ", ".join(parts + ([protocol["decoding"].replace("_", " ")] if protocol.get("decoding") else []))
+
 def _cue_of(q: MCQ, cue: str | dict[str, str]) -> str:
     if isinstance(cue, str): return cue
     if q.language not in cue: raise MedreproError(f"question {q.id!r}: no reasoning cue for language {q.language!r}; given {sorted(cue)}")
     return cue[q.language]
 
-def _reason_samples(model, tok, questions, prompts, cue, stop, scoring, norm, template, chat, batch_size, max_new_tokens, sampling, seed) -> list[dict]:
+def _reason_samples(model, tok, questions, prompts, cue, stop, scoring, norm, template, chat, batch: dict, max_new_tokens, sampling, seed) -> list[dict]:
     "Reason first: the model's greedy chain up to `cue`, then each option scored by log-likelihood after chain + cue."
     cues = [_cue_of(q, cue) for q in questions]
-    outs = generate_texts(model, tok, prompts, batch_size, max_new_tokens, sampling, list(stop or []), seed)  # kept whole: the cue is looked for below
+    outs = _generate(model, tok, prompts, batch, max_new_tokens, sampling, list(stop or []), seed)  # kept whole: the cue is looked for below
     contexts = []
     for p, o, c in zip(prompts, outs, cues):
         chain = o.split(c)[0].rstrip()  # a chain can stop at the token limit: the options then follow the cue all the same
         contexts.append(p + chain + (" " if chain and c[:1].isascii() and c[:1].isalpha() else "") + c)
-    samples = _loglik_samples(model, tok, questions, contexts, scoring, norm, template, chat, batch_size)
+    samples = _loglik_samples(model, tok, questions, contexts, scoring, norm, template, chat, batch)
     return [{**s, "prompt": p, "chain": o, "reached_cue": c in o} for s, p, o, c in zip(samples, prompts, outs, cues)]
 
 def evaluate(model_or_name, questions: Sequence[MCQ], *, tokenizer=None,
@@ -427,7 +572,9 @@ def evaluate(model_or_name, questions: Sequence[MCQ], *, tokenizer=None,
              scoring: str = "letter",           # loglik: letter | option_text
              template: str | dict = "mcq_en",   # a PROMPTS name, "auto" (each question's language), or language -> name
              shots: Shots = (),                 # solved examples before each question: a list, or q -> list (per subject)
-             batch_size: int = 8,
+             batch_size: int = 8,               # rows per batch for rows of 256 tokens (see batch_tokens)
+             batch_tokens: int | None = None,   # padded tokens per batch: short rows come in bigger batches (default batch_size x 256)
+             prefix_cache: str = "auto",        # auto: shared prompt prefixes run once (exact up to float rounding); off
              extractor: str = "guo2023",        # generate: an EXTRACTORS name
              max_new_tokens: int = 256,         # generate: Guo & Hua's limit
              sampling: dict | None = None,      # generate: None = greedy
@@ -454,15 +601,16 @@ def evaluate(model_or_name, questions: Sequence[MCQ], *, tokenizer=None,
     model, tok, name = _load(model_or_name, tokenizer, device, dtype)
     model.eval()
     prompts = build_prompts(questions, template, lambda q: shot_lists[q.id], tok if chat else None)
+    batch, stats = {"batch_size": batch_size, "batch_tokens": batch_tokens or batch_size * 256, "prefix_cache": prefix_cache}, {}
     t0 = time.perf_counter()
     if mode == "loglik":
-        samples = _loglik_samples(model, tok, questions, prompts, scoring, norm, template, chat, batch_size)
+        samples = _loglik_samples(model, tok, questions, prompts, scoring, norm, template, chat, {**batch, "stats": stats})
     elif mode == "reason_loglik":
-        samples = _reason_samples(model, tok, questions, prompts, cue, stop, scoring, norm, template, chat, batch_size, max_new_tokens, sampling, seed)
+        samples = _reason_samples(model, tok, questions, prompts, cue, stop, scoring, norm, template, chat, {**batch, "stats": stats}, max_new_tokens, sampling, seed)
     else:
         labels = {get_template(_template_name(q, template)).question_label.strip() for q in questions}
         stop = list(stop) if stop is not None else [f"\n{l}" for l in sorted(labels)]
-        outs = generate_texts(model, tok, prompts, batch_size, max_new_tokens, sampling, stop, seed)
+        outs = _generate(model, tok, prompts, {**batch, "stats": stats}, max_new_tokens, sampling, stop, seed)
         samples = [_sample(q, p, o, (e := extract(o, q, extractor)).letters, e.step) for q, p, o in zip(questions, prompts, outs)]
     seconds = time.perf_counter() - t0
     if any(shot_lists.values()):
@@ -476,10 +624,15 @@ def evaluate(model_or_name, questions: Sequence[MCQ], *, tokenizer=None,
                 "shot_ids": sorted({s.id for v in shot_lists.values() for s in v}),
                 "max_new_tokens": max_new_tokens if gen else None, "cue": cue if mode == "reason_loglik" else None,
                 "sampling": (sampling or "greedy") if gen else None, "stop": stop if gen else None,
-                "batch_size": batch_size, "model": name, "device": str(model.device), "dtype": str(model.dtype).replace("torch.", ""),
+                "batch_size": batch_size, "batch_tokens": batch["batch_tokens"], "batching": "length_sorted_token_budget",
+                "prefix_cache": prefix_cache, "prefix_cache_used": _prefix_cache_ok(model, prefix_cache) and not (gen and sampling),
+                "decoding": ("sampled_generate" if sampling else "greedy_loop") if gen else None,
+                "tokens": stats or None, "model": name, "device": str(model.device), "dtype": str(model.dtype).replace("torch.", ""),
                 "seconds": round(seconds, 3),
                 "questions_per_s": round(len(questions) / seconds, 3) if seconds > 0 else None}
-    return EvalResult(samples, _with_strict(score_samples(samples, metrics, breakdowns, n_boot, seed), samples), protocol)
+    m = _with_strict(score_samples(samples, metrics, breakdowns, n_boot, seed), samples)
+    m["eval_path"] = eval_path(protocol)  # which computation produced these numbers travels with them
+    return EvalResult(samples, m, protocol)
 
 # %% ../../nbs/40_eval.mcq.ipynb #fab05de7
 def write_eval(result: EvalResult, out_dir: str | Path, benchmark: dict | None = None, **extra: Any) -> Path:
@@ -598,7 +751,9 @@ def eval_run_cmd(argv: list[str]) -> int:
     p.add_argument("--shots", type=nonneg_int, help="k solved examples per question (default: the spec's n_shots, else 0)")
     p.add_argument("--shots-data", help="few-shot pool file (default: the spec's few-shot source)")
     p.add_argument("--limit", type=positive_int, help="first N questions only")
-    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--batch-size", type=positive_int, default=8, help="rows per batch for 256-token rows (shorter rows: more)")
+    p.add_argument("--batch-tokens", type=positive_int, help="padded tokens per batch (default batch size x 256)")
+    p.add_argument("--prefix-cache", choices=PREFIX_CACHE, default="auto", help="auto: shared prompt prefixes run once; off: every prompt whole")
     p.add_argument("--max-new-tokens", type=positive_int, default=256)
     p.add_argument("--temperature", type=positive_float, help="sample with this temperature instead of greedy decoding")
     p.add_argument("--top-p", type=unit_float, default=1.0)
@@ -610,7 +765,8 @@ def eval_run_cmd(argv: list[str]) -> int:
     p.add_argument("--out", required=True, help="output folder")
     a = p.parse_args(argv)
     if bool(a.benchmark) == bool(a.format): raise MedreproError("give exactly one of --benchmark NAME or --format FMT (with --data)")
-    kw = dict(scoring=a.scoring, norm=a.norm, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, chat=a.chat,
+    kw = dict(scoring=a.scoring, norm=a.norm, batch_size=a.batch_size, batch_tokens=a.batch_tokens, prefix_cache=a.prefix_cache,
+              max_new_tokens=a.max_new_tokens, chat=a.chat,
               sampling={"temperature": a.temperature, "top_p": a.top_p} if a.temperature else None, n_boot=a.n_boot, seed=a.seed,
               device=a.device, dtype=a.dtype,
               **{k: v for k, v in (("template", a.template), ("extractor", a.extractor), ("cue", a.cue)) if v})
