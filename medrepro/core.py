@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #01093fe5
 from __future__ import annotations
-import difflib, hashlib, json, os, platform, random, re, socket, subprocess, sys, tempfile
+import copy, difflib, hashlib, json, os, platform, random, re, socket, subprocess, sys, tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -12,10 +12,12 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 # %% auto #0
-__all__ = ['SECRET_WORDS', 'TRACKED_PACKAGES', 'MedreproError', 'UsageError', 'UnknownNameError', 'repo_root', 'medrepro_home',
-           'data_root', 'home_dir', 'seed_everything', 'Registry', 'canonical_json', 'params_hash', 'file_hash',
-           'atomic_write_text', 'save_json', 'load_json', 'scrub_secrets', 'package_versions', 'git_info',
-           'run_metadata', 'write_run_metadata', 'read_jsonl', 'write_jsonl', 'load_yaml']
+__all__ = ['SECRET_WORDS', 'TRACKED_PACKAGES', 'TIERS', 'RELEASE', 'FIXTURE', 'RUN_KEYS', 'MedreproError', 'UsageError',
+           'UnknownNameError', 'repo_root', 'medrepro_home', 'data_root', 'home_dir', 'seed_everything', 'Registry',
+           'canonical_json', 'params_hash', 'file_hash', 'atomic_write_text', 'save_json', 'load_json', 'scrub_secrets',
+           'package_versions', 'git_info', 'run_metadata', 'write_run_metadata', 'read_jsonl', 'write_jsonl',
+           'load_yaml', 'deep_merge', 'resolve_tier', 'data_path', 'release_paths', 'pick_data', 'real_data',
+           'recipe_stage', 'recipe_config', 'expand_recipes']
 
 # %% ../nbs/00_core.ipynb #620837d6
 class MedreproError(Exception):
@@ -228,3 +230,81 @@ def load_yaml(path: str | Path) -> Any:
     with _readable(path) as f:
         try: return yaml.safe_load(f)
         except yaml.YAMLError as e: raise MedreproError(f"{path}: not valid YAML: {' '.join(str(e).split())[:200]}") from None
+
+# %% ../nbs/00_core.ipynb #5b1c4ac2
+TIERS = ("smoke", "mini", "real", "full")
+
+def deep_merge(base: dict, over: dict | None) -> dict:
+    "A copy of `base` with `over` merged in (dicts recursively, everything else replaced)."
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+def resolve_tier(spec: dict, tier: str, where: str = "", skip: tuple[str, ...] = ()) -> dict:
+    "The keys every tier shares (all but the tier blocks and `skip`) deep-merged with the `tier` block."
+    at = f"{where}: " if where else ""
+    if tier not in TIERS: raise MedreproError(f"{at}unknown tier {tier!r} (tiers: {', '.join(TIERS)})")
+    block = spec.get(tier)
+    if block is None: raise MedreproError(f"{at}no '{tier}:' block, so it cannot run at the {tier} tier")
+    if not isinstance(block, dict): raise MedreproError(f"{at}'{tier}:' must be a mapping of parameters")
+    if tier == "real": block = {**block, **{k: v for k, (v, _) in real_data(spec).items()}}
+    return deep_merge({k: v for k, v in spec.items() if k not in TIERS and k not in skip}, block)
+
+# %% ../nbs/00_core.ipynb #ad2ade79
+RELEASE, FIXTURE = "original release", "bundled fixture"
+
+def data_path(p: str | Path) -> Path:
+    "A data path from a parameter: absolute as is; `data/...` under `data_root()`; else relative to the checkout."
+    p = Path(p).expanduser()
+    if p.is_absolute(): return p
+    if p.parts[:1] == ("data",): return data_root().joinpath(*p.parts[1:])  # original releases, wherever the user keeps them
+    return p if repo_root() is None else repo_root() / p  # bundled fixtures, not the kernel's working folder
+
+def release_paths(value: Any) -> list[str]:
+    "The `data/...` paths a parameter names: a string, a list of strings, or data entries with a `path`."
+    items = value if isinstance(value, list) else [value]
+    paths = [x.get("path") if isinstance(x, dict) else x for x in items]
+    return [p for p in paths if isinstance(p, str) and len(Path(p).parts) > 1 and Path(p).parts[0] == "data"]
+
+def pick_data(full: Any, fixture: Any) -> tuple[Any, str]:
+    "`full` and RELEASE when every `data/...` file it names exists under `data_root()`, else `fixture` and FIXTURE."
+    paths = release_paths(full)
+    return (full, RELEASE) if paths and all(data_path(p).exists() for p in paths) else (fixture, FIXTURE)
+
+def real_data(spec: dict) -> dict[str, tuple[Any, str]]:
+    "For each key of the `real:` block whose `full:` value names original releases: the value to use and its kind."
+    full, real = spec.get("full") or {}, spec.get("real") or {}
+    return {k: pick_data(full[k], v) for k, v in real.items() if release_paths(full.get(k))}
+
+# %% ../nbs/00_core.ipynb #71e9be5d
+RUN_KEYS = ("model", "output_dir", "save_steps")  # set by each run itself; a recipe's values would collide
+_STAGE_KEYS = {"method": "method", "r": "lora_r", "alpha": "lora_alpha", "lr": "lr", "epochs": "epochs"}
+
+def recipe_stage(recipe: str | Path, tier: str) -> dict:
+    "A recipe file resolved at `tier` (its method, data, config and batch arithmetic)."
+    f = Path(recipe)
+    if not f.exists(): raise MedreproError(f"recipe {f} does not exist")
+    spec = load_yaml(f)
+    if not isinstance(spec, dict): raise MedreproError(f"{f}: a recipe must be a mapping")
+    return resolve_tier(spec, tier, str(f), skip=("description",))
+
+def recipe_config(recipe: str | Path, tier: str, stage: int | None = None) -> dict:
+    "A recipe's `config` at `tier` without RUN_KEYS; `stage` picks one stage of a two-stage recipe."
+    cfg = {k: v for k, v in (recipe_stage(recipe, tier).get("config") or {}).items() if k not in RUN_KEYS}
+    if stage is None: return cfg
+    out = {k: v for k, v in cfg.items() if not re.match(r"stage\d_", k) and k != "method"}
+    for k, v in cfg.items():
+        m = re.fullmatch(rf"stage{int(stage)}_(\w+)", k)
+        if m and m[1] in _STAGE_KEYS: out[_STAGE_KEYS[m[1]]] = v
+    return out
+
+def expand_recipes(params: dict, tier: str, root: str | Path) -> dict:
+    "`params` with every `{recipe: FILE, ...}` value replaced by FILE's config at `tier` (FILE under `root`) plus its overrides."
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, dict) and "recipe" in v:
+            over = {kk: vv for kk, vv in v.items() if kk not in ("recipe", "stage")}
+            out[k] = deep_merge(recipe_config(Path(root) / v["recipe"], tier, v.get("stage")), over)
+        else: out[k] = v
+    return out

@@ -4,29 +4,21 @@
 
 # %% ../nbs/32_distrib.ipynb #4603fcf5
 from __future__ import annotations
-import copy, json, sys
+import json, sys
 from dataclasses import asdict, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
-from .core import MedreproError, load_yaml
+from .core import TIERS, MedreproError, data_path, deep_merge, load_yaml, resolve_tier
 from .train import CONFIGS, TRAINERS, TrainResult, make_config, toy_records
 from .data.sources import load
 from .cli import cli_parser
 
 # %% auto #0
-__all__ = ['TOP_KEYS', 'DATA_KEYS', 'deep_merge', 'parse_overrides', 'resolve_stage', 'resolve_path', 'load_data', 'run_stage',
-           'train_cmd']
+__all__ = ['TOP_KEYS', 'DATA_KEYS', 'parse_overrides', 'resolve_stage', 'resolve_path', 'load_data', 'run_stage', 'train_cmd']
 
 # %% ../nbs/32_distrib.ipynb #0f8c081d
-TOP_KEYS = ("method", "data", "stage2_data", "config", "full", "smoke", "description")
-
-def deep_merge(base: dict, over: dict) -> dict:
-    "A copy of `base` with `over` merged in (dicts recursively, everything else replaced)."
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
+TOP_KEYS = ("method", "data", "stage2_data", "config", "description", "gpus", "global_batch", *TIERS)
 
 def _set_dotted(d: dict, key: str, value: Any) -> None:
     "Set `a.b.0.c`-style keys (list indices allowed) in nested dicts."
@@ -56,9 +48,7 @@ def resolve_stage(spec: dict, tier: str = "smoke", overrides: list[str] | dict |
     if not isinstance(spec, dict): raise MedreproError("a training stage file must be a mapping")
     bad = sorted(set(spec) - set(TOP_KEYS))
     if bad: raise MedreproError(f"unknown top-level key(s) {bad}; allowed: {list(TOP_KEYS)}")
-    if tier not in ("smoke", "full"): raise MedreproError(f"tier {tier!r}: choose smoke or full")
-    base = {k: v for k, v in spec.items() if k not in ("full", "smoke")}
-    st = deep_merge(base, spec.get(tier) or {})
+    st = resolve_tier(spec, tier) if any(t in spec for t in TIERS) else deep_merge(spec, {})  # a file without tiers is one stage
     ov = parse_overrides(overrides) if isinstance(overrides, list) else (overrides or {})
     for k, v in ov.items():
         if isinstance(v, dict) and isinstance(st.get(k), dict): st[k] = deep_merge(st[k], v)
@@ -79,7 +69,7 @@ def resolve_path(path: str, base_dir: Path | None = None) -> Path:
     if str(path).startswith("medrepro:"): return Path(str(files("medrepro") / "assets" / str(path)[len("medrepro:"):]))
     p = Path(path).expanduser()
     if not p.is_absolute() and base_dir is not None and (base_dir / p).exists(): return base_dir / p
-    return p
+    return data_path(p) if p.parts[:1] == ("data",) else p  # original releases live under the data root
 
 def load_data(entries: list[dict], base_dir: Path | None = None, what: str = "data") -> list:
     "Records from a list of data entries (files in any loader format, or toy records)."
@@ -114,17 +104,27 @@ def run_stage(spec: dict | str | Path, tier: str = "smoke", overrides: list[str]
     st = resolve_stage(spec, tier, overrides)
     method = st["method"]
     cfg = make_config(method, st.get("config") or {})  # unknown keys / bad combinations fail here, before data or model
+    _note_global_batch(st, cfg)
     data = load_data(st.get("data") or [], base_dir, "data")
     if method == "two_stage":
         return TRAINERS.get(method)(data, load_data(st.get("stage2_data") or [], base_dir, "stage2_data"), cfg)
     if st.get("stage2_data"): raise MedreproError(f"stage2_data is only for two_stage, not {method!r}")
     return TRAINERS.get(method)(data, cfg)
 
+def _note_global_batch(st: dict, cfg) -> None:
+    "Say so when this launch's global batch differs from the one the stage states (another number of processes)."
+    import os
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    got = cfg.batch_size * cfg.grad_accum * world
+    if st.get("global_batch") and got != st["global_batch"] and int(os.environ.get("RANK", "0")) == 0:
+        print(f"note: global batch {got} = {cfg.batch_size} x {cfg.grad_accum} accumulation x {world} process(es); the stage "
+              f"states {st['global_batch']} over {st.get('gpus', '?')} GPUs: set config.grad_accum to keep it", file=sys.stderr)
+
 def train_cmd(argv: list[str]) -> int:
-    "CLI: `medrepro train --config FILE [--tier smoke|full] [key=value ...]`."
+    "CLI: `medrepro train --config FILE [--tier smoke|real|full] [key=value ...]`."
     p = cli_parser("train", "Run one training stage from a YAML config (unchanged under torchrun / accelerate launch).")
     p.add_argument("--config", required=True, help="stage YAML (see params/train/)")
-    p.add_argument("--tier", default="smoke", choices=["smoke", "full"], help="which block of the file to use")
+    p.add_argument("--tier", default="smoke", choices=TIERS, help="which block of the file to use")
     p.add_argument("--dry-run", action="store_true", help="print the resolved stage and config, then stop")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. config.lr=3e-4 config.output_dir=runs/x")
     a = p.parse_args(argv)

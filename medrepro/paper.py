@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 from .cli import cli_parser
-from .core import (MedreproError, atomic_write_text, file_hash, load_json, medrepro_home, params_hash, repo_root, save_json,
+from .core import (TIERS, MedreproError, data_path, atomic_write_text, file_hash, load_json, medrepro_home, params_hash, repo_root, save_json,
                            write_run_metadata)
 from .data.fetch import require_data
 from .report import write_report
-from .tables import (TIERS, TableSpec, data_path, discover_tables, params_root, report_tables,
+from .tables import (TableSpec, data_sources, discover_tables, params_root, report_tables,
                              resolve_params, runs_root, select_tables)
 
 # %% auto #0
@@ -150,7 +150,8 @@ def run_table(spec: TableSpec, tier: str, runs_dir: str | Path, *, force: bool =
         write_run_metadata(out, params, paper=spec.paper, table=spec.table, tier=tier, status=status, seconds=secs, error=err,
                            notebook=str(nb.relative_to(nb.parents[1])), executed_notebook=nb.name,
                            params_file=spec.params_file.name, kernel=kernel, inputs_fingerprint=fp,
-                           library_fingerprint=library_fingerprint(), data_hashes=hashes, kernel_start_retries=retries)
+                           library_fingerprint=library_fingerprint(), data_hashes=hashes, kernel_start_retries=retries,
+                           data_sources=data_sources(spec, tier))
     return TableRun(spec.key, status, secs, out, err)
 
 # %% ../nbs/60_paper.ipynb #b9ff3bc7
@@ -185,7 +186,7 @@ def reproduce_cmd(argv: list[str]) -> int:
     p = cli_parser("reproduce", "Execute the paper notebooks (params/<paper>/<table>.yaml) for a tier into runs/<tier>/.")
     p.add_argument("--paper", action="append", default=[], help="only this paper (repeatable), e.g. guo2023")
     p.add_argument("--table", action="append", default=[], help="only this table (repeatable), e.g. table2 or guo2023/table2")
-    p.add_argument("--tier", default="smoke", choices=TIERS, help="smoke (CPU, seconds), mini (MiniMed, CPU minutes) or full (GPUs)")
+    p.add_argument("--tier", default="smoke", choices=TIERS, help="smoke (CPU, plumbing), mini (MiniMed, CPU minutes), real (SmolLM2-135M through the full code, CPU) or full (GPUs)")
     p.add_argument("--force", action="store_true", help="re-run tables whose inputs are unchanged")
     p.add_argument("--jobs", type=int, default=1, help="tables run in parallel")
     p.add_argument("--list", action="store_true", help="list the tables and their state, run nothing")

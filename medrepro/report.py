@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 from .cli import cli_parser
 from .core import MedreproError, atomic_write_text, load_json, save_json
-from .tables import TIERS, discover_tables, notebook_out_dir, report_tables, runs_root, table_spec
+from .tables import TIERS, data_sources, discover_tables, notebook_out_dir, report_tables, runs_root, table_spec
 
 # %% auto #0
 __all__ = ['TIER_NOTES', 'VERDICTS', 'SUMMARY_COLUMNS', 'METRIC_COLUMNS', 'ResultRow', 'pct', 'Results', 'TableEntry', 'load_run',
@@ -471,6 +471,11 @@ def table_results(paper: str, table: str, tier: str, out_dir: str | Path | None,
     spec = table_spec(paper, table, params_dir)
     res = Results(paper, table, tier, notebook_out_dir(out_dir, paper, table, tier), published=spec.published, title=spec.title)
     if tier == "smoke": res.note("smoke tier: tiny random models and a few fixture questions; the numbers are noise")
+    if tier == "real":
+        kinds = data_sources(spec, tier)
+        used = ", ".join(f"{k}: {v}" for k, v in kinds.items()) or "registered benchmarks (see each row's protocol)"
+        res.note(f"real tier: SmolLM2-135M-Instruct through the full tier's code; data source: {used}. "
+                 "Fixture numbers show the plumbing works, not a finding.")
     return res
 
 def protocol_text(protocol: dict) -> str:

@@ -4,19 +4,19 @@
 
 # %% ../nbs/05_tables.ipynb #a7f0c003
 from __future__ import annotations
-import ast, copy, difflib
+import ast, difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
-from .core import MedreproError, data_root, load_yaml, medrepro_home, repo_root
+from .core import (TIERS, MedreproError, deep_merge, expand_recipes, load_yaml, medrepro_home, real_data, repo_root,
+                           resolve_tier)
 
 # %% auto #0
-__all__ = ['TIERS', 'META_KEYS', 'DRIVER_KEYS', 'params_root', 'notebooks_root', 'runs_root', 'data_path', 'deep_merge',
-           'TableSpec', 'load_spec', 'discover_tables', 'table_spec', 'notebook_parameters', 'check_parameters',
-           'resolve_params', 'check_spec', 'select_tables', 'report_tables', 'notebook_out_dir']
+__all__ = ['META_KEYS', 'DRIVER_KEYS', 'params_root', 'notebooks_root', 'runs_root', 'TableSpec', 'load_spec', 'discover_tables',
+           'table_spec', 'data_sources', 'notebook_parameters', 'check_parameters', 'resolve_params', 'check_spec',
+           'select_tables', 'report_tables', 'notebook_out_dir']
 
 # %% ../nbs/05_tables.ipynb #154a6ca8
-TIERS = ("smoke", "mini", "full")
 META_KEYS = ("notebook", "title", "claim", "published", "deviations", "resources")  # describe the table; not notebook parameters
 DRIVER_KEYS = ("tier", "out_dir")  # injected by the driver into every run; a params file may not set them
 
@@ -32,21 +32,6 @@ def runs_root() -> Path:
     "Where runs go: <repo>/runs in a checkout, else MEDREPRO_HOME/runs."
     root = repo_root()
     return root / "runs" if root is not None else medrepro_home() / "runs"
-
-def data_path(p: str | Path) -> Path:
-    "A data path from a parameter: absolute as is; `data/...` under `data_root()`; else relative to the checkout."
-    p = Path(p).expanduser()
-    if p.is_absolute(): return p
-    if p.parts[:1] == ("data",): return data_root().joinpath(*p.parts[1:])  # original releases, wherever the user keeps them
-    return p if repo_root() is None else repo_root() / p  # bundled fixtures, not the kernel's working folder
-
-# %% ../nbs/05_tables.ipynb #14429aa2
-def deep_merge(base: dict, over: dict) -> dict:
-    "A copy of `base` with `over` merged in recursively (dicts merge, everything else replaces)."
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        out[k] = deep_merge(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, dict) else copy.deepcopy(v)
-    return out
 
 # %% ../nbs/05_tables.ipynb #89d09d22
 @dataclass
@@ -107,6 +92,10 @@ def table_spec(paper: str, table: str, params_dir: str | Path | None = None) -> 
     if not f.exists(): raise MedreproError(f"no parameter file {f}")
     return load_spec(f)
 
+def data_sources(spec: TableSpec, tier: str) -> dict[str, str]:
+    "At the real tier: which data parameters read the original releases and which the bundled fixtures."
+    return {k: kind for k, (_, kind) in real_data(spec.tiers).items()} if tier == "real" else {}
+
 # %% ../nbs/05_tables.ipynb #1957b8f2
 def notebook_parameters(notebook: str | Path) -> dict[str, dict]:
     "The notebook's parameters: name -> {'default': source text, 'value': literal or None, 'help': comment}."
@@ -153,11 +142,12 @@ def check_parameters(params: dict, nb_params: dict[str, dict], where: str) -> No
     if problems: raise MedreproError(f"{where}: " + "; ".join(problems))
 
 def resolve_params(spec: TableSpec, tier: str, nb_params: dict | None = None) -> dict:
-    "The base deep-merged with the tier block, checked against the notebook's parameters cell."
+    "The tier's parameters (`core.resolve_tier`, recipes expanded), checked against the notebook's parameters cell."
     if tier not in TIERS: raise MedreproError(f"unknown tier {tier!r} (tiers: {', '.join(TIERS)})")
     if tier not in spec.tiers: raise MedreproError(f"{spec.params_file}: no '{tier}:' block, so {spec.key} cannot run at the {tier} tier")
     block = spec.tiers[tier]
-    params = {k: v for k, v in block.items() if k != "notebook"} if "notebook" in block else deep_merge(spec.base, block)
+    if "notebook" in block: params = {k: v for k, v in block.items() if k != "notebook"}  # self-contained
+    else: params = expand_recipes(resolve_tier({**spec.base, **spec.tiers}, tier, str(spec.params_file)), tier, spec.params_file.parents[1])
     check_parameters(params, nb_params if nb_params is not None else notebook_parameters(spec.notebook_for(tier)), f"{spec.params_file} ({tier})")
     return params
 

@@ -6,8 +6,8 @@ import pytest
 
 from medrepro import paper
 from medrepro.cli import main
-from medrepro.core import MedreproError, file_hash, load_json
-from medrepro.tables import check_spec, deep_merge, load_spec, notebook_parameters, resolve_params
+from medrepro.core import MedreproError, deep_merge, file_hash, load_json
+from medrepro.tables import check_spec, load_spec, notebook_parameters, resolve_params
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "paper"
 

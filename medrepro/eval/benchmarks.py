@@ -13,7 +13,7 @@ from ..data.sources import LOADERS
 from .mcq import EXTRACTORS, evaluate
 from .stats import METRICS, score_samples
 from ..models import load_causal_lm, load_tokenizer
-from ..tables import data_path
+from ..core import FIXTURE, RELEASE, data_path, pick_data
 
 # %% auto #0
 __all__ = ['check_specs', 'subject_kshot_metrics', 'benchmark_metrics']
@@ -51,7 +51,9 @@ def subject_kshot_metrics(model, questions: list, dev: list = (), k: int = 0, to
 def benchmark_metrics(model, name: str, data: str = "smoke", limit: int | None = None, tokenizer=None,
                       **protocol) -> tuple[dict, dict]:
     "Metrics of `model` on registered benchmark `name` and the protocol used (spec defaults, then `protocol`)."
-    spec, smoke = get_benchmark(name), data == "smoke"
+    spec = get_benchmark(name)
+    if data == "auto": data = "data" if pick_data(f"data/{spec.path}", "smoke")[1] == RELEASE else "smoke"
+    smoke = data == "smoke"
     data_dir = None if smoke else data_path(data)
     qs = load_benchmark(name, limit=limit, smoke=smoke, data_dir=data_dir)
     proto = {"template": spec.template, "extractor": spec.extractor, "shots": spec.n_shots, **protocol}
@@ -60,4 +62,4 @@ def benchmark_metrics(model, name: str, data: str = "smoke", limit: int | None =
         pool = load_fewshot(name, smoke=smoke, data_dir=data_dir, exclude=qs)
         m = subject_kshot_metrics(model, qs, pool, k, tokenizer=tokenizer, **proto)
     else: m = evaluate(model, qs, tokenizer=tokenizer, **proto).metrics
-    return m, {**proto, "shots": k, "benchmark": f"{name} v{spec.version}"}
+    return m, {**proto, "shots": k, "benchmark": f"{name} v{spec.version}", "data": FIXTURE if smoke else RELEASE}
