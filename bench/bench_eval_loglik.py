@@ -63,11 +63,16 @@ def medrepro_preds(model, tok, qs, scoring, batch_size, shots=()):
 
 
 def lm_eval_preds(lm, qs, scoring, shots=()):
+    "lm-eval's choice for each question, with medrepro's `mcq_en` prompt (and `shots`) as the context."
+    return lm_eval_choices(lm, qs, [mcq_prompt(q, "mcq_en", shots) for q in qs], scoring)
+
+
+def lm_eval_choices(lm, qs, prompts, scoring):
+    "lm-eval's HFLM.loglikelihood over every (prompt, option) pair; letters by log-prob, option texts by log-prob per character."
     from lm_eval.api.instance import Instance
     delim = get_template("mcq_en").delimiter
     reqs, owner = [], []
-    for qi, q in enumerate(qs):
-        ctx = mcq_prompt(q, "mcq_en", shots)
+    for qi, (q, ctx) in enumerate(zip(qs, prompts)):
         for k, v in q.options.items():
             cont = delim + (k if scoring == "letter" else v.strip())
             reqs.append(Instance(request_type="loglikelihood", doc={}, arguments=(ctx, cont), idx=len(owner)))

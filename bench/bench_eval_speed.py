@@ -72,20 +72,9 @@ def subjects(qs: list[MCQ]) -> tuple[list[MCQ], dict[str, list[MCQ]]]:
 
 
 def lm_eval_loglik(lm, qs, prompts, scoring):
-    from lm_eval.api.instance import Instance
-    delim = get_template("mcq_en").delimiter
-    reqs, owner = [], []
-    for qi, (q, ctx) in enumerate(zip(qs, prompts)):
-        for k, v in q.options.items():
-            cont = delim + (k if scoring == "letter" else v.strip())
-            reqs.append(Instance(request_type="loglikelihood", doc={}, arguments=(ctx, cont), idx=len(owner)))
-            owner.append((qi, k, len(cont)))
-    res = lm.loglikelihood(reqs, disable_tqdm=True)
-    best: dict[int, tuple[float, str]] = {}
-    for (qi, k, n), (lp, _) in zip(owner, res):
-        score = lp if scoring == "letter" else lp / n  # acc_norm: log-probability per character
-        if qi not in best or score > best[qi][0]: best[qi] = (score, k)
-    return [best[i][1] for i in range(len(qs))], None
+    "lm-eval's choices (the comparison bench_eval_loglik.py makes), in this bench's (predictions, texts) shape."
+    from bench_eval_loglik import lm_eval_choices  # bench/ is on sys.path when a bench script runs
+    return lm_eval_choices(lm, qs, prompts, scoring), None
 
 
 def lm_eval_generate(lm, qs, prompts, max_new):
