@@ -3,7 +3,7 @@
 Both scorers get the same tiny model object, the same tokenizer and the same 500 fixture questions
 (tests/fixtures/eval/mcq500.jsonl, written by tests/fixtures/eval/make_fixtures.py), rendered with medrepro's
 `mcq_en` prompt; each question's candidates are the option letters " A", " B", ... (and, as a second table, the
-option texts). medrepro runs `medrepro.eval.mcq.evaluate(mode="loglik")`; lm-eval runs `HFLM.loglikelihood` on one
+option texts). medrepro runs `medrepro.eval.mcq.evaluate` with `EvalConfig(mode="loglik")`; lm-eval runs `HFLM.loglikelihood` on one
 `Instance` per (question, option), its own request path with its own batching and caching. Timings are the best
 of `--repeats` rounds after one warm-up, the two scorers alternating within each round so that load from other
 processes on a shared machine hits both alike; torch is limited to `--threads` threads. Writes
@@ -42,7 +42,7 @@ import torch
 from medrepro.core import read_jsonl, save_json, run_metadata
 from medrepro.data.prompts import get_template, mcq_prompt
 from medrepro.data.records import MCQ
-from medrepro.eval.mcq import evaluate
+from medrepro.eval.mcq import EvalConfig, evaluate
 from medrepro.models import is_pretrained_name, load_causal_lm, load_tokenizer, model_provenance
 
 
@@ -57,8 +57,8 @@ def interleaved_best(fa, fb, repeats: int, warmup: bool = True):
 
 
 def medrepro_preds(model, tok, qs, scoring, batch_size, shots=()):
-    r = evaluate(model, qs, tokenizer=tok, mode="loglik", scoring=scoring, template="mcq_en", batch_size=batch_size,
-                 shots=shots, n_boot=0, breakdowns=())
+    config = EvalConfig(mode="loglik", scoring=scoring, template="mcq_en", batch_size=batch_size, shots=shots, n_boot=0, breakdowns=())
+    r = evaluate(model, qs, config, tokenizer=tok)
     return [s["pred"] for s in r.samples]
 
 

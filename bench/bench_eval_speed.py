@@ -37,7 +37,8 @@ import torch
 from medrepro.core import read_jsonl, run_metadata, save_json
 from medrepro.data.prompts import get_template
 from medrepro.data.records import MCQ
-from medrepro.eval.mcq import build_prompts, evaluate, extract
+from medrepro.eval.extract import extract
+from medrepro.eval.mcq import EvalConfig, build_prompts, evaluate
 from medrepro.models import load_causal_lm, load_tokenizer
 
 TARGETS = {"fewshot5_letter": 3.0, "zeroshot_letter": 1.3, "zeroshot_option_text": 3.0, "generate": 2.0}  # issue targets
@@ -86,13 +87,13 @@ def lm_eval_generate(lm, qs, prompts, max_new):
 
 
 def medrepro_run(model, tok, qs, case, shots, batch_size, max_new):
-    kw = dict(tokenizer=tok, template="mcq_en", batch_size=batch_size, n_boot=0, breakdowns=())
+    base = EvalConfig(template="mcq_en", batch_size=batch_size, n_boot=0, breakdowns=())
     if case == "generate":
-        r = evaluate(model, qs, mode="generate", chat=True, stop=[], max_new_tokens=max_new, extractor="guo2023", **kw)
+        config = base.updated(mode="generate", chat=True, stop=[], max_new_tokens=max_new, extractor="guo2023")
     else:
-        r = evaluate(model, qs, mode="loglik", scoring="option_text" if case.endswith("option_text") else "letter",
-                     shots=shots if case.startswith("fewshot") else (), **kw)
-    return r
+        config = base.updated(mode="loglik", scoring="option_text" if case.endswith("option_text") else "letter",
+                              shots=shots if case.startswith("fewshot") else ())
+    return evaluate(model, qs, config, tokenizer=tok)
 
 
 def timed(fn):

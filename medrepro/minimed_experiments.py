@@ -18,7 +18,7 @@ from .data.llm import FunctionBackend
 from .data.unify import unify_documents, UnifyConfig
 from .models import build_model, load_causal_lm, load_tokenizer
 from .train import train_one_stage, train_pretrain, train_sft, train_two_stage
-from .eval.mcq import evaluate
+from .eval.mcq import EvalConfig, evaluate
 from .samplers import PrioritySampler
 
 # %% auto #0
@@ -246,14 +246,14 @@ def stage2_only(data: MiniData, start: Path, out: Path, seed: int, config: MiniC
 
 # %% ../nbs/71_minimed.experiments.ipynb #a74e9d3f
 _CUE = {"zh": "故答案为", "en": "So the answer is"}  # how MiniMed explanations announce the answer (`_CONCLUDE`)
-SCORING = dict(mode="loglik", scoring="option_text", norm="tokens", template=TEMPLATES, n_boot=0)  # every MiniMed score
-REASONING = dict(SCORING, mode="reason_loglik", cue=_CUE, stop=["\n"], max_new_tokens=96)  # chain first (chains are one line)
+SCORING = EvalConfig(mode="loglik", scoring="option_text", norm="tokens", template=TEMPLATES, n_boot=0)  # every MiniMed score
+REASONING = SCORING.updated(mode="reason_loglik", cue=_CUE, stop=["\n"], max_new_tokens=96)  # chain first (chains are one line)
 
 def score_model(model_dir: Path, data: MiniData, batch_size: int = 64, reasoning: bool = False) -> dict[str, float]:
     "Held-out-disease accuracy (overall, per hop, per question type) and general accuracy; `reasoning`: options scored after the model's own chain."
     model, tok = load_causal_lm(str(model_dir)).eval(), load_tokenizer(model_dir)  # loaded once for both question sets
-    med = evaluate(model, data.test_questions, tokenizer=tok, batch_size=batch_size, **(REASONING if reasoning else SCORING)).samples
-    gen = evaluate(model, data.general_test + data.general_seen, tokenizer=tok, batch_size=batch_size, **SCORING).samples
+    med = evaluate(model, data.test_questions, (REASONING if reasoning else SCORING).updated(batch_size=batch_size), tokenizer=tok).samples
+    gen = evaluate(model, data.general_test + data.general_seen, SCORING.updated(batch_size=batch_size), tokenizer=tok).samples
     test, seen = [x for x in gen if x["meta"]["split"] == "test"], [x for x in gen if x["meta"]["split"] == "train"]
     out = {"medical": sum(x["correct"] for x in med) / len(med), "general": sum(x["correct"] for x in test) / len(test)}
     if seen: out["general_seen"] = sum(x["correct"] for x in seen) / len(seen)

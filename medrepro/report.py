@@ -479,7 +479,7 @@ def table_results(paper: str, table: str, tier: str, out_dir: str | Path | None,
     return res
 
 def protocol_text(protocol: dict) -> str:
-    "A one-line description of an evaluation protocol (the kwargs given to medrepro.eval.mcq.evaluate)."
+    "A one-line description of an evaluation protocol (the settings of a medrepro.eval.mcq.EvalConfig, as a dict)."
     p = dict(protocol)
     mode = p.pop("mode", "generate")
     parts = [mode]

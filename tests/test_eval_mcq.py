@@ -5,8 +5,9 @@ import torch
 from sklearn.metrics import precision_recall_fscore_support
 from medrepro.core import MedreproError
 from medrepro.data.records import MCQ, RecordError
-from medrepro.eval.mcq import (encode_pair, evaluate, generate_texts, read_predictions, rescore, score_continuations,
-                               write_eval)
+from medrepro.eval.generate import generate_texts
+from medrepro.eval.loglik import encode_pair, score_continuations
+from medrepro.eval.mcq import EvalConfig, evaluate, evaluate_benchmark, read_predictions, rescore, write_eval
 
 BIN = pathlib.Path(sys.executable).parent / "medrepro"
 
@@ -42,7 +43,7 @@ def test_scores_equal_unbatched_reference_and_do_not_depend_on_batch_size(tiny):
 
 
 def test_encode_many_equals_the_tokenizers_own_ids(tiny):
-    from medrepro.eval.mcq import encode_many
+    from medrepro.eval.batching import encode_many
     _, tok = tiny
     texts = ["Question: x\nAnswer: E", "答案：B", " leading space", ""]
     assert encode_many(tok, texts) == tok(texts).input_ids
@@ -51,7 +52,7 @@ def test_encode_many_equals_the_tokenizers_own_ids(tiny):
 
 
 def test_one_row_per_question_even_with_a_two_token_letter(tiny):
-    from medrepro.eval.mcq import _groups, _rows
+    from medrepro.eval.loglik import _groups, _rows
     _, tok = tiny
     assert len(tok(" E").input_ids) == 2 and len(tok(" A").input_ids) == 1  # the tiny tokenizer splits " E"
     reqs = [("Question: q\nAnswer:", f" {k}") for k in "ABCDE"] + [("Question: r\nAnswer:", f" {k}") for k in "ABCD"]
@@ -77,7 +78,7 @@ def test_shared_prefix_and_context_cache_change_nothing(tiny):
 def test_loglik_predictions_independent_of_batch_size(tiny, scoring):
     model, tok = tiny
     qs = _questions(8)
-    runs = [evaluate(model, qs, tokenizer=tok, scoring=scoring, batch_size=bs, n_boot=0) for bs in (1, 32)]
+    runs = [evaluate(model, qs, EvalConfig(scoring=scoring, batch_size=bs, n_boot=0), tokenizer=tok) for bs in (1, 32)]
     preds = [[s["pred"] for s in r.samples] for r in runs]
     assert preds[0] == preds[1]
     for a, b in zip(runs[0].samples, runs[1].samples):
@@ -86,12 +87,12 @@ def test_loglik_predictions_independent_of_batch_size(tiny, scoring):
 
 def test_option_text_uses_char_normalised_argmax(tiny):
     model, tok = tiny
-    r = evaluate(model, _questions(6), tokenizer=tok, scoring="option_text", n_boot=0)
+    r = evaluate(model, _questions(6), EvalConfig(scoring="option_text", n_boot=0), tokenizer=tok)
     for s in r.samples:
         best = max(s["scores"], key=lambda c: c["logprob"] / c["n_chars"])
         assert s["pred"] == best["letter"] and s["step"] == "loglik_option_text"
         assert math.isclose(best["score"], best["logprob"] / best["n_chars"])
-    r_none = evaluate(model, _questions(6), tokenizer=tok, scoring="option_text", norm="none", n_boot=0)
+    r_none = evaluate(model, _questions(6), EvalConfig(scoring="option_text", norm="none", n_boot=0), tokenizer=tok)
     for s in r_none.samples:
         assert s["pred"] == max(s["scores"], key=lambda c: c["logprob"])["letter"]
 
@@ -109,7 +110,7 @@ def test_generation_batching_and_stop_strings(tiny):
 def test_generate_mode_records_every_decision(tiny):
     model, tok = tiny
     qs = _questions(6)
-    r = evaluate(model, qs, tokenizer=tok, mode="generate", max_new_tokens=6, extractor="huatuo2", n_boot=20)
+    r = evaluate(model, qs, EvalConfig(mode="generate", max_new_tokens=6, extractor="huatuo2", n_boot=20), tokenizer=tok)
     for s, q in zip(r.samples, qs):
         assert set(s) >= {"id", "prompt", "output", "pred", "step", "gold", "correct"} and s["id"] == q.id
         assert s["step"] in ("statement", "option_text", "letter", "unparsed")
@@ -122,10 +123,10 @@ def test_reason_loglik_scores_the_options_after_the_models_own_chain(tiny):
     from medrepro.data.prompts import get_template
     model, tok = tiny
     qs = _questions(4)
-    first = generate_texts(model, tok, [evaluate(model, qs[:1], tokenizer=tok, n_boot=0).samples[0]["prompt"]], max_new_tokens=12)[0]
+    first = generate_texts(model, tok, [evaluate(model, qs[:1], EvalConfig(n_boot=0), tokenizer=tok).samples[0]["prompt"]], max_new_tokens=12)[0]
     cue = first.strip()[3:8] or "So the answer is"  # a piece of what the model writes, so at least one chain reaches it
-    r = evaluate(model, qs, tokenizer=tok, mode="reason_loglik", cue={"en": cue}, scoring="option_text", norm="none",
-                 max_new_tokens=12, n_boot=0)
+    reason = EvalConfig(mode="reason_loglik", cue={"en": cue}, scoring="option_text", norm="none", max_new_tokens=12, n_boot=0)
+    r = evaluate(model, qs, reason, tokenizer=tok)
     assert r.protocol["mode"] == "reason_loglik" and r.protocol["cue"] == {"en": cue} and r.samples[0]["reached_cue"]
     delim = get_template("mcq_en").delimiter
     for s, q in zip(r.samples, qs):
@@ -135,25 +136,25 @@ def test_reason_loglik_scores_the_options_after_the_models_own_chain(tiny):
         assert [c["logprob"] for c in s["scores"]] == pytest.approx(ref, abs=1e-4)
         assert s["pred"] == max(zip(ref, q.options), key=lambda t: t[0])[1]
     with pytest.raises(MedreproError, match="cue"):
-        evaluate(model, qs, tokenizer=tok, mode="reason_loglik")
+        evaluate(model, qs, EvalConfig(mode="reason_loglik"), tokenizer=tok)
     with pytest.raises(MedreproError, match="no reasoning cue for language 'en'"):
-        evaluate(model, qs, tokenizer=tok, mode="reason_loglik", cue={"zh": "故答案为"})
+        evaluate(model, qs, EvalConfig(mode="reason_loglik", cue={"zh": "故答案为"}), tokenizer=tok)
 
 
 def test_template_per_language(tiny):
     model, tok = tiny
     qs = _questions(2) + [MCQ("z1", "哪个器官产生胰岛素？", {"A": "胰腺", "B": "肝脏"}, "A", language="zh")]
-    r = evaluate(model, qs, tokenizer=tok, template={"en": "mcq_en_short", "zh": "mcq_zh"}, n_boot=0)
+    r = evaluate(model, qs, EvalConfig(template={"en": "mcq_en_short", "zh": "mcq_zh"}, n_boot=0), tokenizer=tok)
     assert r.samples[0]["prompt"].startswith("Question: ") and r.samples[2]["prompt"].startswith("以下是医学考试")
     assert set(r.protocol["templates"]) == {"mcq_en_short", "mcq_zh"}
     with pytest.raises(MedreproError, match="no template for language 'zh'"):
-        evaluate(model, qs, tokenizer=tok, template={"en": "mcq_en"}, n_boot=0)
+        evaluate(model, qs, EvalConfig(template={"en": "mcq_en"}, n_boot=0), tokenizer=tok)
 
 
 def test_shots_and_chat_change_the_prompt_and_are_recorded(tiny):
     model, tok = tiny
     qs = _questions(3)
-    r = evaluate(model, qs[1:], tokenizer=tok, shots=qs[:1], chat=True, n_boot=0)
+    r = evaluate(model, qs[1:], EvalConfig(shots=qs[:1], chat=True, n_boot=0), tokenizer=tok)
     assert r.protocol["shots"] == 1 and r.protocol["shot_ids"] == ["0"] and r.protocol["chat_template"]
     assert r.samples[0]["prompt"].startswith("<|user|>") and qs[0].question in r.samples[0]["prompt"]
 
@@ -164,14 +165,36 @@ def test_bad_input_is_reported(tiny):
     with pytest.raises(RecordError, match="q9.*no text"):
         evaluate(model, [bad], tokenizer=tok)
     with pytest.raises(MedreproError, match="mode"):
-        evaluate(model, _questions(2), tokenizer=tok, mode="logits")
+        evaluate(model, _questions(2), EvalConfig(mode="logits"), tokenizer=tok)
     with pytest.raises(MedreproError, match="tokenizer"):
         evaluate(model, _questions(2))
+    with pytest.raises(MedreproError, match="config must be an EvalConfig"):
+        evaluate(model, _questions(2), {"mode": "loglik"}, tokenizer=tok)
+
+
+def test_config_from_a_protocol_dict_rejects_unknown_keys_and_bad_values():
+    c = EvalConfig.from_dict({"mode": "generate", "max_new_tokens": 16, "stop": ["\n"], "metrics": ["accuracy"]}, where="t.yaml")
+    assert (c.mode, c.max_new_tokens, c.token_budget) == ("generate", 16, 8 * 256) and EvalConfig.from_dict(None) == EvalConfig()
+    with pytest.raises(MedreproError) as e:
+        EvalConfig.from_dict({"mode": "generate", "max_tokens": 16}, where="params/guo2023/table2.yaml (smoke): protocol")
+    msg = str(e.value)
+    assert msg.startswith("params/guo2023/table2.yaml (smoke): protocol: unknown evaluation setting 'max_tokens'")
+    assert "allowed: mode, scoring" in msg and "max_new_tokens" in msg and "\n" not in msg
+    for bad, what in (({"mode": "logits"}, "mode must be one of"), ({"norm": "bytes"}, "norm must be one of"),
+                      ({"batch_size": 0}, "batch_size must be an integer >= 1"), ({"n_boot": 1.5}, "n_boot must be an integer"),
+                      ({"mode": "generate", "extractor": "guo"}, "unknown answer extractor 'guo'"),
+                      ({"template": "mcq_xx"}, "unknown prompt template"), ({"shots": 5}, "shots must be a list"),
+                      ({"dtype": "int8"}, "dtype must be one of")):
+        with pytest.raises(MedreproError, match="^t.yaml: " + what):
+            EvalConfig.from_dict(bad, where="t.yaml")
+    assert EvalConfig().updated(batch_size=2).token_budget == 512
+    with pytest.raises(MedreproError, match="batch_size"):
+        EvalConfig().updated(batch_size=-1)
 
 
 def test_write_eval_outputs(tiny, tmp_path):
     model, tok = tiny
-    r = evaluate(model, _questions(8), tokenizer=tok, n_boot=50)
+    r = evaluate(model, _questions(8), EvalConfig(n_boot=50), tokenizer=tok)
     write_eval(r, tmp_path, benchmark={"name": "demo", "version": "1"})
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["benchmark"]["version"] == "1" and m["protocol"]["mode"] == "loglik" and m["protocol"]["scoring"] == "letter"
@@ -276,9 +299,8 @@ def test_eval_run_cli_on_a_data_file(fixtures, tmp_path, capsys):
 
 def test_benchmark_kshot_uses_per_subject_shots_never_the_question(tiny):
     from medrepro.data.benchmarks import get_benchmark
-    from medrepro.eval.mcq import evaluate_benchmark
     model, tok = tiny
-    r = evaluate_benchmark(model, "mmlu_medical", tokenizer=tok, path="smoke", limit=6, mode="loglik", n_boot=20)
+    r = evaluate_benchmark(model, "mmlu_medical", {"mode": "loglik", "n_boot": 20}, tokenizer=tok, path="smoke", limit=6)
     spec = get_benchmark("mmlu_medical")
     assert r.protocol["shots"] == spec.n_shots == 5 and r.protocol["benchmark"]["version"] == spec.version
     for s in r.samples:
@@ -288,9 +310,9 @@ def test_benchmark_kshot_uses_per_subject_shots_never_the_question(tiny):
 
 
 def test_pubmedqa_prompt_carries_the_abstract(tiny):
-    from medrepro.eval.mcq import evaluate_benchmark
     model, tok = tiny
-    r = evaluate_benchmark(model, "pubmedqa", tokenizer=tok, path="smoke", limit=3, mode="loglik", scoring="option_text", n_boot=10)
+    r = evaluate_benchmark(model, "pubmedqa", {"mode": "loglik", "scoring": "option_text", "n_boot": 10}, tokenizer=tok, path="smoke",
+                           limit=3)
     assert all(s["prompt"].count("Abstract: ") == 1 for s in r.samples) and set(r.metrics) >= {"accuracy", "accuracy_ci"}
 
 
@@ -313,8 +335,8 @@ def test_guessing_step_reports_strict_accuracy_too():
 @pytest.mark.gpu
 def test_loglik_on_cuda_matches_cpu():
     qs = _questions(10)
-    cpu = evaluate("tiny", qs, device="cpu", n_boot=0)
-    gpu = evaluate("tiny", qs, device="cuda", n_boot=0, batch_size=4)
+    cpu = evaluate("tiny", qs, EvalConfig(device="cpu", n_boot=0))
+    gpu = evaluate("tiny", qs, EvalConfig(device="cuda", n_boot=0, batch_size=4))
     assert gpu.protocol["device"].startswith("cuda")
     assert [s["pred"] for s in cpu.samples] == [s["pred"] for s in gpu.samples]
     for a, b in zip(cpu.samples, gpu.samples):
@@ -327,5 +349,5 @@ def test_chat_prompt_and_answer_match_the_training_formatter(tiny):
     model, tok = tiny
     for q in (_questions(1)[0], MCQ("z", "哪个？", {"A": "甲", "B": "乙"}, "B", language="zh")):
         prompt, answer = render_pair(mcq_to_pair(q), "chat", tok)
-        r = evaluate(model, [q], tokenizer=tok, chat=True, template="auto", n_boot=0)
+        r = evaluate(model, [q], EvalConfig(chat=True, template="auto", n_boot=0), tokenizer=tok)
         assert r.samples[0]["prompt"] == prompt and answer == ("" if q.language == "zh" else " ") + q.answer_str

@@ -4,9 +4,11 @@ import pytest
 import torch
 from medrepro.core import MedreproError
 from medrepro.data.records import MCQ
-from medrepro.eval.mcq import build_prompts, evaluate, generate_texts, score_continuations
+from medrepro.eval.generate import generate_texts
+from medrepro.eval.loglik import score_continuations
+from medrepro.eval.mcq import EvalConfig, build_prompts, evaluate
 
-TOL = 1e-4  # float32: cached and uncached summed log-probs differ by rounding only (stated in nbs/40_eval.mcq.ipynb)
+TOL = 1e-4  # float32: cached and uncached summed log-probs differ by rounding only (stated in nbs/40a_eval.batching.ipynb)
 MODELS = ["tiny", "smollm2-135m"]
 
 
@@ -34,8 +36,8 @@ def _drift(a, b):
 def test_prefix_cache_matches_plain_scoring_within_tolerance(lm, scoring, shots):
     model, tok = lm
     qs = _questions(5)
-    on = evaluate(model, qs, tokenizer=tok, scoring=scoring, shots=shots, prefix_cache="auto", n_boot=0, breakdowns=())
-    off = evaluate(model, qs, tokenizer=tok, scoring=scoring, shots=shots, prefix_cache="off", n_boot=0, breakdowns=())
+    on = evaluate(model, qs, EvalConfig(scoring=scoring, shots=shots, prefix_cache="auto", n_boot=0, breakdowns=()), tokenizer=tok)
+    off = evaluate(model, qs, EvalConfig(scoring=scoring, shots=shots, prefix_cache="off", n_boot=0, breakdowns=()), tokenizer=tok)
     assert on.protocol["prefix_cache_used"] and not off.protocol["prefix_cache_used"]
     if scoring == "letter":  # the shared prefix really ran once: the rows read fewer tokens
         assert on.protocol["tokens"]["prefix_tokens"] > 0 and on.protocol["tokens"]["tokens_run"] < off.protocol["tokens"]["tokens_run"]
@@ -46,7 +48,7 @@ def test_prefix_cache_matches_plain_scoring_within_tolerance(lm, scoring, shots)
 def test_loglik_independent_of_batch_size_and_order(lm):
     model, tok = lm
     qs = _questions(9)
-    runs = [evaluate(model, q, tokenizer=tok, shots=SHOTS, batch_tokens=bt, n_boot=0, breakdowns=())
+    runs = [evaluate(model, q, EvalConfig(shots=SHOTS, batch_tokens=bt, n_boot=0, breakdowns=()), tokenizer=tok)
             for q, bt in ((qs, None), (qs, 64), (qs[::-1], 100_000))]
     runs[2].samples.reverse()
     for r in runs[1:]:
@@ -87,7 +89,7 @@ def test_each_sequence_stops_at_its_own_end_of_turn_and_stop_string():
 def test_unknown_prefix_cache_mode_is_one_line_error(lm):
     model, tok = lm
     with pytest.raises(MedreproError, match="prefix_cache must be one of"):
-        evaluate(model, _questions(2), tokenizer=tok, prefix_cache="on", n_boot=0)
+        evaluate(model, _questions(2), EvalConfig(prefix_cache="on", n_boot=0), tokenizer=tok)
 
 
 def test_cli_switches_the_prefix_cache_and_run_json_records_the_path(tmp_path):

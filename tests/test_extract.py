@@ -2,7 +2,7 @@
 import pytest
 from medrepro.core import UnknownNameError
 from medrepro.data.records import MCQ
-from medrepro.eval.mcq import EXTRACTORS, extract, letter_groups, option_text_hits, statement_letters
+from medrepro.eval.extract import EXTRACTORS, extract, letter_groups, option_text_hits, statement_letters
 
 ZH = MCQ("z", "下列属于水溶性维生素的是", {"A": "维生素A", "B": "维生素B1", "C": "维生素C", "D": "维生素D", "E": "维生素B12"}, "BC", language="zh")
 EN = MCQ("e", "Which vitamin deficiency causes scurvy?", {"A": "Vitamin A", "B": "Vitamin C", "C": "Vitamin D", "D": "Vitamin K"}, "B")

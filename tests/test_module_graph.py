@@ -42,17 +42,12 @@ def test_a_circle_through_a_lazy_relative_import_is_found(tmp_path):
     assert out.returncode == 1 and "circle: a <-> sub.b" in out.stdout
 
 
-# Its lazy imports go with the split of the evaluation engine on another branch; every other module imports
-# medrepro at its top.
-REWORKED = {"medrepro.eval.mcq"}
-
-
 def test_imports_of_medrepro_inside_functions_say_why():
     """A medrepro import inside a function is allowed only with a comment on its line (which heavy dependency it defers)."""
     _, edges = mg.module_edges(ROOT)
     silent = []
     for e in edges:
-        if not e.lazy or e.src in REWORKED: continue
+        if not e.lazy: continue
         line = (ROOT / (e.src.replace(".", "/") + ".py")).read_text(encoding="utf-8").splitlines()[e.line - 1]
         if "#" not in line: silent.append(f"{e.src}:{e.line}: {line.strip()}")
     assert silent == []

@@ -13,8 +13,8 @@ from medrepro.data.llm import HFBackend
 from medrepro.data.records import Document, Pair
 from medrepro.data.sources import load_mcq
 from medrepro.data.unify import UnifyConfig, language_ok, unify_documents
-from medrepro.eval.mcq import (UNPARSED_STEP, build_prompts, evaluate, extract, letter_groups, option_text_hits,
-                               rescore)
+from medrepro.eval.extract import UNPARSED_STEP, extract, letter_groups, option_text_hits
+from medrepro.eval.mcq import EvalConfig, build_prompts, evaluate, rescore
 from medrepro.models import is_quantized, load_causal_lm, load_for_training, load_tokenizer, merge_model, trainable_names
 from medrepro.train import train_sft, weights_hash
 
@@ -42,18 +42,18 @@ def mcqs():
 @pytest.fixture(scope="module")
 def generated(model, tok, mcqs):
     "Greedy chat answers to the MedQA-USMLE fixture questions, and the raw token rows the greedy decoding loop returned."
-    import medrepro.eval.mcq as mcq
+    import medrepro.eval.generate as gen
     rows = []
-    real = mcq._greedy_batch
+    real = gen._greedy_batch
     def spy(*a, **kw):
         out = real(*a, **kw)
         rows.extend(out)
         return out
-    mcq._greedy_batch = spy
+    gen._greedy_batch = spy
     try:
-        r = evaluate(model, mcqs, tokenizer=tok, mode="generate", chat=True, max_new_tokens=96, batch_size=4, n_boot=0)
+        r = evaluate(model, mcqs, EvalConfig(mode="generate", chat=True, max_new_tokens=96, batch_size=4, n_boot=0), tokenizer=tok)
     finally:
-        mcq._greedy_batch = real
+        gen._greedy_batch = real
     return r, rows
 
 

@@ -28,7 +28,7 @@ class BenchmarkSpec:
     language: str                             # ISO 639-1 code of the questions
     template: str                             # prompt template in medrepro.data.prompts.PROMPTS
     metrics: tuple[str, ...] = ("accuracy", "f1_weighted", "f1_per_letter_macro")  # names in medrepro.eval.stats.METRICS
-    extractor: str = "guo2023"                # answer extractor in medrepro.eval.mcq.EXTRACTORS (generation mode)
+    extractor: str = "guo2023"                # answer extractor in medrepro.eval.extract.EXTRACTORS (generation mode)
     fewshot: str | None = None                # few-shot source under the data folder (a dev split), or None
     n_shots: int = 0                          # shots the papers used
     subjects: tuple[str, ...] = ()            # per-subject formats: the subjects that make up the benchmark

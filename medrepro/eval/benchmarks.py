@@ -10,7 +10,8 @@ from typing import Sequence
 from ..data.benchmarks import BENCHMARKS, BenchmarkSpec, fixtures_dir, get_benchmark, load_benchmark, load_fewshot
 from ..data.prompts import PROMPTS
 from ..data.sources import LOADERS
-from .mcq import EXTRACTORS, evaluate
+from .extract import EXTRACTORS
+from .mcq import EvalConfig, evaluate
 from .stats import METRICS, score_samples
 from ..models import load_causal_lm, load_tokenizer
 from ..core import FIXTURE, RELEASE, data_path, pick_data
@@ -31,35 +32,38 @@ def check_specs(specs: Sequence[BenchmarkSpec] | None = None) -> list[str]:
     return problems
 
 # %% ../../nbs/43_eval.benchmarks.ipynb #86444b9a
-def subject_kshot_metrics(model, questions: list, dev: list = (), k: int = 0, tokenizer=None, **protocol) -> dict:
+def subject_kshot_metrics(model, questions: list, dev: list = (), k: int = 0, config: EvalConfig | None = None,
+                          tokenizer=None) -> dict:
     "Metrics (with CIs) of `model` on `questions`, k shots per subject from `dev`, samples pooled over subjects."
+    c = config or EvalConfig()
     subject = lambda q: (q.meta or {}).get("subject", "")
     groups, pool = defaultdict(list), defaultdict(list)
     for q in questions: groups[subject(q)].append(q)
     for d in dev: pool[subject(d)].append(d)
-    samples, n_boot, path = [], protocol.pop("n_boot", 1000), None
+    samples, path = [], None
     if isinstance(model, (str, Path)):  # load once, not once per subject
         model, tokenizer = load_causal_lm(model), tokenizer or load_tokenizer(model)
     for subj, qs in sorted(groups.items()):
         asked = {q.question for q in qs}
         shots = [d for d in pool.get(subj, []) if d.question not in asked][:k]
-        r = evaluate(model, qs, tokenizer=tokenizer, shots=shots, n_boot=0, **protocol)  # intervals: pooled, below
+        r = evaluate(model, qs, c.updated(shots=shots, n_boot=0), tokenizer=tokenizer)  # intervals: pooled, below
         samples, path = samples + r.samples, r.metrics["eval_path"]
-    return {**score_samples(samples, n_boot=n_boot), **({"eval_path": path} if path else {})}
+    return {**score_samples(samples, c.metrics, c.breakdowns, c.n_boot, c.seed), **({"eval_path": path} if path else {})}
 
 # %% ../../nbs/43_eval.benchmarks.ipynb #62647c9a
-def benchmark_metrics(model, name: str, data: str = "smoke", limit: int | None = None, tokenizer=None,
-                      **protocol) -> tuple[dict, dict]:
+def benchmark_metrics(model, name: str, protocol: dict | None = None, *, data: str = "smoke", limit: int | None = None,
+                      tokenizer=None, where: str = "protocol") -> tuple[dict, dict]:  # where: `protocol`'s origin, for its errors
     "Metrics of `model` on registered benchmark `name` and the protocol used (spec defaults, then `protocol`)."
     spec = get_benchmark(name)
     if data == "auto": data = "data" if pick_data(f"data/{spec.path}", "smoke")[1] == RELEASE else "smoke"
     smoke = data == "smoke"
     data_dir = None if smoke else data_path(data)
-    qs = load_benchmark(name, limit=limit, smoke=smoke, data_dir=data_dir)
-    proto = {"template": spec.template, "extractor": spec.extractor, "shots": spec.n_shots, **protocol}
+    proto = {"template": spec.template, "extractor": spec.extractor, "shots": spec.n_shots, **(protocol or {})}
     k = proto.pop("shots")
+    config = EvalConfig.from_dict(proto, where)
+    qs = load_benchmark(name, limit=limit, smoke=smoke, data_dir=data_dir)
     if k:
         pool = load_fewshot(name, smoke=smoke, data_dir=data_dir, exclude=qs)
-        m = subject_kshot_metrics(model, qs, pool, k, tokenizer=tokenizer, **proto)
-    else: m = evaluate(model, qs, tokenizer=tokenizer, **proto).metrics
+        m = subject_kshot_metrics(model, qs, pool, k, config, tokenizer=tokenizer)
+    else: m = evaluate(model, qs, config, tokenizer=tokenizer).metrics
     return m, {**proto, "shots": k, "benchmark": f"{name} v{spec.version}", "data": FIXTURE if smoke else RELEASE}
