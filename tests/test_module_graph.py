@@ -23,6 +23,23 @@ def test_report_sits_above_tables_and_below_the_driver():
     assert not any(d.startswith("medrepro.eval") for d in deps("medrepro.data.benchmarks"))
 
 
+
+def test_the_evaluation_engine_sits_below_its_orchestration():
+    """Extraction, batching, generation and log-likelihood each do one job and never reach up into `eval.mcq`."""
+    _, edges = mg.module_edges(ROOT)
+    deps = lambda m: {e.dst for e in edges if e.src == m}
+    assert deps("medrepro.eval.batching") == {"medrepro.core"}
+    assert deps("medrepro.eval.generate") == deps("medrepro.eval.loglik") == {"medrepro.core", "medrepro.eval.batching"}
+    assert deps("medrepro.eval.extract") == {"medrepro.core", "medrepro.data.records", "medrepro.eval.stats"}
+    assert {"medrepro.eval.extract", "medrepro.eval.generate", "medrepro.eval.loglik"} <= deps("medrepro.eval.mcq")
+
+
+def test_extraction_and_the_evaluation_cli_import_without_torch():
+    """torch is imported inside the functions that run a model: re-scoring saved outputs never loads it."""
+    code = "import sys, medrepro.eval.mcq, medrepro.eval.extract; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr[-2000:]
+
 def _package(root: Path, files: dict) -> Path:
     for name, text in files.items():
         p = root / "medrepro" / name

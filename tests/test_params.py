@@ -106,3 +106,18 @@ def test_sft_share_end_point_is_the_end_of_training():
     share = tables.table_spec("huatuo2", "sft_share").published["rows"]["beta 1.0"]
     assert share["sft share at 100%"] == 90.0 and share["sft share at 90%"] == 14.0
     assert not any("last" in k for k in share)  # the end point is not a last-10% average
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_every_tiers_evaluation_protocol_is_a_valid_eval_config(spec):
+    """A misspelt or impossible evaluation setting in any tier fails here, not hours into a run."""
+    from medrepro.eval.mcq import EvalConfig
+    checked = 0
+    for tier in spec.tiers:
+        params = tables.resolve_params(spec, tier)
+        for key in ("protocol", "kshot_protocol"):
+            if key not in params: continue
+            proto = {k: v for k, v in params[key].items() if k != "shots"}  # a benchmark protocol's shots is a count
+            EvalConfig.from_dict(proto, where=f"params/{spec.key}.yaml ({tier}): {key}")
+            checked += 1
+    if any("protocol" in tables.resolve_params(spec, t) for t in spec.tiers): assert checked
