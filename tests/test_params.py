@@ -115,9 +115,11 @@ def test_every_tiers_evaluation_protocol_is_a_valid_eval_config(spec):
     checked = 0
     for tier in spec.tiers:
         params = tables.resolve_params(spec, tier)
-        for key in ("protocol", "kshot_protocol"):
-            if key not in params: continue
-            proto = {k: v for k, v in params[key].items() if k != "shots"}  # a benchmark protocol's shots is a count
+        protocols = {key: params[key] for key in ("protocol", "kshot_protocol") if key in params}
+        for label, extra in (params.get("compare") or {}).items():  # protocols scored beside the paper's
+            protocols[f"protocol + compare {label}"] = {**params["protocol"], **extra}
+        for key, proto in protocols.items():
+            proto = {k: v for k, v in proto.items() if k != "shots"}  # a benchmark protocol's shots is a count
             EvalConfig.from_dict(proto, where=f"params/{spec.key}.yaml ({tier}): {key}")
             checked += 1
     if any("protocol" in tables.resolve_params(spec, t) for t in spec.tiers): assert checked
