@@ -80,9 +80,7 @@ class EvalConfig:
     @property
     def token_budget(self) -> int: return self.batch_tokens or self.batch_size * 256
 
-    def updated(self, **kw: Any) -> EvalConfig:
-        "A copy with some settings changed (and checked)."
-        return replace(self, **kw)
+    def updated(self, **kw: Any) -> EvalConfig: return replace(self, **kw)  # a copy with some settings changed, checked again
 
     @classmethod
     def from_dict(cls, d: dict | None, where: str = "protocol") -> EvalConfig:
