@@ -281,15 +281,25 @@ class _Gate:
             else: self.free += 1
 
 class _Call:
-    "One copy of a request in flight; `abort` cuts its connection once its race is decided."
-    def __init__(self): self.conn, self.aborted, self._lock = None, False, threading.Lock()
+    "One copy of a request in flight; `cut` closes its connection (race decided, or the deadline passed)."
+    def __init__(self): self.conn, self.aborted, self.expired, self._lock = None, False, False, threading.Lock()
 
     def attach(self, conn) -> bool:
-        with self._lock: self.conn = conn; return not self.aborted
+        "Use `conn`; False if the race was decided before the request went out."
+        with self._lock:
+            if not self.aborted: self.conn = conn
+            return not self.aborted
 
-    def abort(self) -> None:
-        with self._lock: self.aborted, conn = True, self.conn
-        if conn is not None: _shutdown(conn)
+    def detach(self) -> bool:
+        "Take the connection back (to reuse it); False if it was cut meanwhile."
+        with self._lock: self.conn = None; return not (self.aborted or self.expired)
+
+    def cut(self, expired: bool = False) -> None:
+        with self._lock:
+            if expired: self.expired = True
+            else: self.aborted = True
+            conn = self.conn
+        if conn is not None: _shutdown(conn)  # its blocked read returns at once
 
 class _Aborted(Exception): pass  # a copy cut because the race was decided: not a failure of the endpoint
 class _Halted(Exception): pass   # the backend halted while the request waited for a slot
@@ -352,11 +362,11 @@ class OpenAIBackend(LLMBackend):
         with self._lock: self._idle.append(conn)
 
     def _hedge_time(self) -> float | None:
-        "When a copy races a request: 3x the 95th-percentile latency of recent answers (at least `HEDGE_FLOOR`), or never."
+        "When a copy races a request: twice the 95th-percentile latency of recent answers (at least `HEDGE_FLOOR`), or never."
         if self.hedge_after is not None: return self.hedge_after or None
         with self._lock: lat = sorted(self._latency)
         if len(lat) < 20 or self.max_hedges < 1: return None  # too few answers to know what is slow
-        t = max(HEDGE_FLOOR, 3 * lat[int(0.95 * (len(lat) - 1))])
+        t = max(HEDGE_FLOOR, 2 * lat[int(0.95 * (len(lat) - 1))])  # a copy for about one request in a few hundred
         return t if t < self.timeout else None
 
     def _connected(self, ok: bool, error: str = "") -> None:
@@ -370,24 +380,24 @@ class OpenAIBackend(LLMBackend):
 
     def _post(self, body: bytes, call: _Call) -> tuple[str, dict]:
         "One HTTP exchange on a pooled connection; raises _Retryable, _Fatal, or _Aborted once `call` is cut."
-        conn, expired, t0 = self._take_conn(), threading.Event(), time.monotonic()
+        conn, t0 = self._take_conn(), time.monotonic()
         if not call.attach(conn): self._give_conn(conn); raise _Aborted()
         # the socket timeout bounds each read; this watchdog bounds the whole request (a server that trickles bytes)
-        timer = threading.Timer(self.timeout, lambda: (expired.set(), _shutdown(conn))); timer.daemon = True; timer.start()
+        timer = threading.Timer(self.timeout, call.cut, kwargs={"expired": True}); timer.daemon = True; timer.start()
         try:
             conn.request("POST", f"{self._u.path}/chat/completions", body=body, headers=self._headers)
             resp = conn.getresponse()
             raw = resp.read()
         except (TimeoutError, socket.timeout, http.client.HTTPException, ConnectionError, OSError) as e:  # refused, reset, cut
-            conn.close()
+            call.detach(); conn.close()
             if call.aborted: raise _Aborted() from e
-            if expired.is_set() or isinstance(e, (TimeoutError, socket.timeout)):
+            if call.expired or isinstance(e, (TimeoutError, socket.timeout)):
                 self._connected(False, "timeout")
                 raise _Retryable(f"timeout after {self.timeout:g}s", kind="timeout") from e
             self._connected(False, f"{type(e).__name__}: {e}")
             raise _Retryable(f"connection error: {type(e).__name__}: {e}", kind=f"connection:{type(e).__name__}") from e
         finally: timer.cancel()
-        if call.aborted or expired.is_set():  # cut just as the reply completed: the connection is gone
+        if not call.detach():  # cut just as the reply completed: the connection is gone
             conn.close()
             if call.aborted: raise _Aborted()
             self._connected(False, "timeout"); raise _Retryable(f"timeout after {self.timeout:g}s", kind="timeout")
@@ -430,8 +440,8 @@ class OpenAIBackend(LLMBackend):
             second = _Call(); f2 = self._posts.submit(self._post, body, second); sent[0] += 1
             with self._lock: self.usage.transient["hedged"] = self.usage.transient.get("hedged", 0) + 1
             wait([f1, f2], return_when=FIRST_COMPLETED)
-            if f1.done() and f1.exception() is None: second.abort(); return f1.result()
-            first.abort()  # the copy answered first, or failed: the stalled original is given up either way
+            if f1.done() and f1.exception() is None: second.cut(); return f1.result()
+            first.cut()  # the copy answered first, or failed: the stalled original is given up either way
             return f2.result()
         finally: self._gate.release()
 
