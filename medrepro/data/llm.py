@@ -362,12 +362,13 @@ class OpenAIBackend(LLMBackend):
         with self._lock: self._idle.append(conn)
 
     def _hedge_time(self) -> float | None:
-        "When a copy races a request: twice the 95th-percentile latency of recent answers (at least `HEDGE_FLOOR`), or never."
-        if self.hedge_after is not None: return self.hedge_after or None
+        "Seconds before a copy races a request: twice the 95th-percentile latency of recent answers (at least `HEDGE_FLOOR`); inf: never; None: not known yet."
+        if self.hedge_after is not None: return self.hedge_after or math.inf
+        if self.max_hedges < 1: return math.inf
         with self._lock: lat = sorted(self._latency)
-        if len(lat) < 20 or self.max_hedges < 1: return None  # too few answers to know what is slow
+        if len(lat) < 20: return None  # too few answers to know what is slow
         t = max(HEDGE_FLOOR, 2 * lat[int(0.95 * (len(lat) - 1))])  # a copy for about one request in a few hundred
-        return t if t < self.timeout else None
+        return t if t < self.timeout else math.inf
 
     def _connected(self, ok: bool, error: str = "") -> None:
         "Count connection failures in a row; halt after `max_consecutive_failures` of them."
@@ -432,8 +433,12 @@ class OpenAIBackend(LLMBackend):
         self._gate.acquire(key)
         try:
             if self._halt.is_set(): raise _Halted()
-            first = _Call(); f1 = self._posts.submit(self._post, body, first); sent[0] += 1
-            try: return f1.result(timeout=self._hedge_time())
+            first, t0 = _Call(), time.monotonic()
+            f1 = self._posts.submit(self._post, body, first); sent[0] += 1
+            while (d := self._hedge_time()) is None:  # the first answers of a run are still out: look again shortly
+                try: return f1.result(timeout=HEDGE_FLOOR)
+                except FutureTimeout: pass
+            try: return f1.result(timeout=None if d == math.inf else max(0.0, t0 + d - time.monotonic()))
             except FutureTimeout: pass
             if self._halt.is_set() or not self._extra.acquire(blocking=False): return f1.result()  # cap reached: wait
             f1.add_done_callback(lambda _: self._extra.release())  # the stalled original now runs beyond `concurrency`
