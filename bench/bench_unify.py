@@ -96,7 +96,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=1000)
     ap.add_argument("--latency", type=float, default=0.05)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "unify.json"))
-    ap.add_argument("--retry-base-delay", type=float, default=1.0, help="first backoff wait of the faulty runs (the CLI default)")
+    ap.add_argument("--retry-base-delay", type=float, default=1.0, help="backoff scale of the faulty runs (the CLI default)")
     ap.add_argument("--repeats", type=int, default=3, help="rounds of (fault-free, faulty, faulty with 0.2 s retry wait) runs; ratios are their medians")
     ap.add_argument("--skip-serial", action="store_true", help="reuse the recorded concurrency-1 run (it takes ~2 minutes)")
     a = ap.parse_args()

@@ -606,7 +606,7 @@ def add_backend_args(p) -> None:
     g.add_argument("--concurrency", type=positive_int, default=8, help="requests in flight at once")
     g.add_argument("--timeout", type=positive_float, default=60.0, help="seconds per request (openai)")
     g.add_argument("--max-retries", type=nonneg_int, default=4, help="retries on 429/5xx/timeouts/broken connections (openai)")
-    g.add_argument("--retry-base-delay", type=nonneg_float, default=1.0, help="first backoff wait in seconds (openai)")
+    g.add_argument("--retry-base-delay", type=nonneg_float, default=1.0, help="backoff scale in seconds: a retry waits a random time below it, longer under overload (openai)")
     g.add_argument("--max-consecutive-failures", type=positive_int, default=20,
                    help="connection failures in a row, with no answer in between, that stop the run (exit 3) (openai)")
     g.add_argument("--batch-size", type=positive_int, default=8, help="generation batch size (hf)")
