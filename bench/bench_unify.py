@@ -10,7 +10,8 @@ each, so 2,000 successful requests in every uncached run):
 4. concurrency 16 against a second server that misbehaves: 5% 429 (Retry-After 0.05 s), 5% 500, 3% garbage (HTML
    instead of JSON), 1% hangs (3 s, past the client's 2 s timeout); fresh cache, the CLI's retry defaults;
 5. run 4 with a retry wait scale of 0.2 s instead of the CLI's 1 s (`--retry-base-delay 0.2`, as in the trials
-   that motivated this benchmark): what is left of the ratio is then the extra requests themselves;
+   that motivated this benchmark): what is left of the ratio is then the extra requests themselves; and again with
+   0.5 s (`fault_ratio_half_retry`): the end of a run waits out the last failures' backoff, so the scale shows;
 6. the same faults with the staged scheduler (all question calls of a chunk, then all answer calls, one chunk at a
    time): the obvious alternative, measured in the same session.
 
@@ -39,6 +40,7 @@ from medrepro.data.unify import UnifyConfig, unify_documents  # noqa: E402
 
 FAULTS = {"429": 0.05, "500": 0.05, "nonjson": 0.03, "timeout": 0.01}  # the fault mix of runs 4 and 5
 HANG_S, TIMEOUT_S = 3.0, 2.0
+RESULT = ROOT / "bench" / "results" / "unify.json"
 
 
 def make_docs(n: int, path: Path) -> None:
@@ -95,7 +97,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--docs", type=int, default=1000)
     ap.add_argument("--latency", type=float, default=0.05)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "unify.json"))
+    ap.add_argument("--out", default=str(RESULT))
     ap.add_argument("--retry-base-delay", type=float, default=1.0, help="backoff scale of the faulty runs (the CLI default)")
     ap.add_argument("--repeats", type=int, default=3, help="rounds of (fault-free, faulty, faulty with 0.2 s retry wait) runs; ratios are their medians")
     ap.add_argument("--skip-serial", action="store_true", help="reuse the recorded concurrency-1 run (it takes ~2 minutes)")
@@ -118,7 +120,9 @@ def main() -> None:
             print(f"round {i}: faults, pipelined:", rf, flush=True)
             rq = run(docs, furl, tmp / f"faulty_fast_{i}.jsonl", tmp / f"cache_q{i}.sqlite", 16, timeout=TIMEOUT_S, base_delay=0.2)
             print(f"round {i}: faults, pipelined, 0.2 s retry wait:", rq, flush=True)
-            rounds.append((r16, rf, rq))
+            rh = run(docs, furl, tmp / f"faulty_half_{i}.jsonl", tmp / f"cache_h{i}.sqlite", 16, timeout=TIMEOUT_S, base_delay=0.5)
+            print(f"round {i}: faults, pipelined, 0.5 s retry wait:", rh, flush=True)
+            rounds.append((r16, rf, rq, rh))
         rc = run(docs, url, tmp / "cached.jsonl", tmp / "cache16_0.sqlite", 16)
         print("cached rerun:", rc, flush=True)
         rs = run(docs, furl, tmp / "staged.jsonl", tmp / "cache_s.sqlite", 16, timeout=TIMEOUT_S, staged=True,
@@ -127,11 +131,12 @@ def main() -> None:
     finally:
         for p in (server, faulty): p.terminate(); p.wait()
     if r1 is None:  # --skip-serial: keep the recorded concurrency-1 run
-        r1 = json.loads(Path(a.out).read_text())["runs"]["concurrency_1"]
+        r1 = json.loads((Path(a.out) if Path(a.out).exists() else RESULT).read_text())["runs"]["concurrency_1"]
     med = lambda xs: sorted(xs)[len(xs) // 2]
-    ratios = [round(f["seconds"] / c["seconds"], 3) for c, f, _ in rounds]
-    ratios_fast = [round(q["seconds"] / c["seconds"], 3) for c, _, q in rounds]
-    r16, rf, rq = rounds[ratios.index(med(ratios))]  # the median round stands for the others in the breakdown below
+    ratios = [round(f["seconds"] / c["seconds"], 3) for c, f, _, _ in rounds]
+    ratios_fast = [round(q["seconds"] / c["seconds"], 3) for c, _, q, _ in rounds]
+    ratios_half = [round(h["seconds"] / c["seconds"], 3) for c, _, _, h in rounds]
+    r16, rf, rq, rh = rounds[ratios.index(med(ratios))]  # the median round stands for the others in the breakdown below
     every = [r1, rc, rs, *(r for rnd in rounds for r in rnd)]
     res = {
         "documents": a.docs, "calls_per_document": 2, "injected_latency_s": a.latency,
@@ -145,15 +150,16 @@ def main() -> None:
         "seconds_faulty": rf["seconds"], "seconds_faulty_fast_retry": rq["seconds"], "seconds_faulty_staged": rs["seconds"],
         "fault_ratio": med(ratios), "fault_ratio_fast_retry": med(ratios_fast),
         "fault_ratios": ratios, "fault_ratios_fast_retry": ratios_fast,
+        "fault_ratio_half_retry": med(ratios_half), "fault_ratios_half_retry": ratios_half,
         "fault_ratio_staged": round(rs["seconds"] / r16["seconds"], 3),
         "fault_ratio_target": 1.3,
         "faulty_requests": rf["requests"], "faulty_hedged": rf["hedged"], "faulty_timeouts": rf["timeouts"],
         "faulty_resumes": rf["invocations"] - 1,
         "lost": sum(r["lost"] for r in every), "duplicated": sum(r["duplicated"] for r in every),
-        "rounds": [{"seconds_concurrency_16": c["seconds"], "seconds_faulty": f["seconds"], "seconds_faulty_fast_retry": q["seconds"],
+        "rounds": [{"seconds_concurrency_16": c["seconds"], "seconds_faulty": f["seconds"], "seconds_faulty_fast_retry": q["seconds"], "seconds_faulty_half_retry": h["seconds"],
                     "faulty_requests": f["requests"], "faulty_hedged": f["hedged"], "faulty_timeouts": f["timeouts"],
-                    "faulty_resumes": f["invocations"] - 1} for c, f, q in rounds],
-        "runs": {"concurrency_1": r1, "concurrency_16": r16, "cached_rerun": rc, "faulty": rf, "faulty_fast_retry": rq,
+                    "faulty_resumes": f["invocations"] - 1} for c, f, q, h in rounds],
+        "runs": {"concurrency_1": r1, "concurrency_16": r16, "cached_rerun": rc, "faulty": rf, "faulty_fast_retry": rq, "faulty_half_retry": rh,
                  "faulty_staged": rs},
         "machine": {"cpus": os.cpu_count(), "load_avg_1m_at_start": load0, "load_avg_1m_at_end": round(os.getloadavg()[0], 2), "platform": platform.platform()},
         "definitions": {"speedup": "seconds_concurrency_1 / seconds_concurrency_16",
@@ -162,6 +168,7 @@ def main() -> None:
                                        "documents, same 2,000 successful requests, concurrency 16, the fault mix above; "
                                        "the other top-level seconds and faulty_* numbers are the median round's",
                         "fault_ratio_fast_retry": "the same with --retry-base-delay 0.2",
+                        "fault_ratio_half_retry": "the same with --retry-base-delay 0.5",
                         "fault_ratio_staged": "the same with the staged scheduler (question calls, then answer calls, chunk by chunk)",
                         "lost": "input documents in neither the output, its rejected file nor the run's failed list, after any invocation, summed over every run",
                         "faulty_hedged": "copies sent to race a request that outlived the hedge deadline (faulty run)",
