@@ -55,6 +55,20 @@ def test_copies_are_capped_and_can_be_switched_off():
     assert r.ok and r.attempts == 1 and off.usage.transient == {} and took >= 1.0  # the hang was waited out
 
 
+def test_a_copy_that_stalls_too_is_raced_by_another():
+    hangs = {"left": 2}
+    def faults(n, body):  # the original and its first copy hang; the second copy answers
+        if hangs["left"]: hangs["left"] -= 1; return "timeout"
+        return None
+    srv = serve(mock_responder, faults=faults, latency=0.0, hang=3.0)
+    with srv as url:
+        b = OpenAIBackend("m", url, api_key_env=None, concurrency=4, timeout=10, hedge_after=0.2, max_hedges=2)
+        t = time.monotonic(); r = b.chat(user("twice unlucky"))
+        took = time.monotonic() - t
+    assert r.ok and r.attempts == 3 and took < 1.5, took
+    assert b.usage.transient == {"hedged": 2} and len(srv.log) == 3
+
+
 def test_the_copy_failing_gives_the_stalled_original_up_and_retries():
     fault = hang_once("X")
     def faults(n, body):  # the original hangs; its copy (the next request for X) gets a 500; the retry succeeds

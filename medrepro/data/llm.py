@@ -429,26 +429,36 @@ class OpenAIBackend(LLMBackend):
         return random.uniform(0, min(self.max_wait, self.base_delay * 2 ** k))
 
     def _attempt(self, body: bytes, key: float, sent: list[int]) -> tuple[str, dict]:
-        "One attempt: wait for a slot, send; if no answer by the hedge deadline, race a copy (first answer wins)."
+        "One attempt: wait for a slot and send; whenever the newest copy outlives the hedge deadline, race another."
         self._gate.acquire(key)
+        live: list[tuple[_Call, Any]] = []  # copies in flight, oldest first; the newest one holds the slot
         try:
             if self._halt.is_set(): raise _Halted()
-            first, t0 = _Call(), time.monotonic()
-            f1 = self._posts.submit(self._post, body, first); sent[0] += 1
-            while (d := self._hedge_time()) is None:  # the first answers of a run are still out: look again shortly
-                try: return f1.result(timeout=HEDGE_FLOOR)
-                except FutureTimeout: pass
-            try: return f1.result(timeout=None if d == math.inf else max(0.0, t0 + d - time.monotonic()))
-            except FutureTimeout: pass
-            if self._halt.is_set() or not self._extra.acquire(blocking=False): return f1.result()  # cap reached: wait
-            f1.add_done_callback(lambda _: self._extra.release())  # the stalled original now runs beyond `concurrency`
-            second = _Call(); f2 = self._posts.submit(self._post, body, second); sent[0] += 1
-            with self._lock: self.usage.transient["hedged"] = self.usage.transient.get("hedged", 0) + 1
-            wait([f1, f2], return_when=FIRST_COMPLETED)
-            if f1.done() and f1.exception() is None: second.cut(); return f1.result()
-            first.cut()  # the copy answered first, or failed: the stalled original is given up either way
-            return f2.result()
+            while True:
+                call = _Call(); live.append((call, self._posts.submit(self._post, body, call))); sent[0] += 1
+                if (won := self._race(live, time.monotonic())) is not None: return won
+                # the newest copy stalled: it runs on beyond `concurrency` on the ticket `_race` took; a new copy gets the slot
+                live[-1][1].add_done_callback(lambda _: self._extra.release())
+                with self._lock: self.usage.transient["hedged"] = self.usage.transient.get("hedged", 0) + 1
         finally: self._gate.release()
+
+    def _race(self, live: list, t0: float) -> tuple[str, dict] | None:
+        "The first answer of the copies in `live` (the others are cut); the newest copy's error; or None: time for another copy."
+        hedge = True
+        while True:
+            d = self._hedge_time() if hedge else math.inf
+            left = HEDGE_FLOOR if d is None else None if d == math.inf else t0 + d - time.monotonic()
+            if left is not None and left <= 0:
+                if not self._halt.is_set() and self._extra.acquire(blocking=False): return None
+                hedge = False; continue  # no room beyond `concurrency`: this attempt waits its copies out
+            wait([f for _, f in live], timeout=left, return_when=FIRST_COMPLETED)
+            for call, f in list(live):
+                if not f.done(): continue
+                if f.exception() is None or f is live[-1][1]:  # an answer, or the newest copy failed: the race is over
+                    for other, g in live:
+                        if g is not f: other.cut()
+                    return f.result()
+                live.remove((call, f))  # an older, stalled copy failed: the newer ones race on
 
     def _request(self, messages: list[dict], params: dict, key: float) -> ChatResult:
         "One conversation, retried on transient failures; masked errors; nothing sent once the backend halted."
