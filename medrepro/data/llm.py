@@ -4,8 +4,9 @@
 
 # %% ../../nbs/12a_data.llm.ipynb #31347c24
 from __future__ import annotations
-import hashlib, http.client, json, math, os, random, socket, sqlite3, sys, threading, time
-from concurrent.futures import ThreadPoolExecutor, as_completed, TimeoutError as FutureTimeout
+import contextvars, hashlib, heapq, http.client, itertools, json, math, os, random, socket, sqlite3, sys, threading, time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, as_completed, wait, TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -17,9 +18,9 @@ from ..cli import http_url, nonneg_float, nonneg_int, positive_float, positive_i
 from ..models import load_causal_lm, load_tokenizer
 
 # %% auto #0
-__all__ = ['ERROR_CHARS', 'RESPONDERS', 'BACKENDS', 'ChatResult', 'Usage', 'cache_key', 'ChatCache', 'LLMBackend',
-           'FunctionBackend', 'mask_secrets', 'clip', 'OpenAIBackend', 'HFBackend', 'mock_responder', 'get_backend',
-           'add_backend_args', 'backend_from_args']
+__all__ = ['ERROR_CHARS', 'REQUEST_PRIORITY', 'HEDGE_FLOOR', 'RESPONDERS', 'BACKENDS', 'ChatResult', 'Usage', 'cache_key',
+           'ChatCache', 'LLMBackend', 'FunctionBackend', 'mask_secrets', 'clip', 'request_priority', 'OpenAIBackend',
+           'HFBackend', 'mock_responder', 'get_backend', 'add_backend_args', 'backend_from_args']
 
 # %% ../../nbs/12a_data.llm.ipynb #798139a0
 @dataclass
@@ -253,23 +254,58 @@ def _server_message(raw: bytes) -> str:
     msg = err.get("message") if isinstance(err, dict) else err
     return str(msg) if msg else text
 
-# %% ../../nbs/12a_data.llm.ipynb #ad14d850
-class _Slot:
-    "One request's claim on the concurrency limit: given back when the request ends, or early once it stalls."
-    def __init__(self, be: "OpenAIBackend"):
-        self.be, self.held, self.stalled, self._lock = be, True, False, threading.Lock()
+# %% ../../nbs/12a_data.llm.ipynb #b9d3f0a5
+REQUEST_PRIORITY: contextvars.ContextVar[float | None] = contextvars.ContextVar("medrepro_request_priority", default=None)
 
-    def stall(self) -> None:
-        "The request is far slower than its siblings: free its slot if fewer than `concurrency` requests are stalled."
+@contextmanager
+def request_priority(key: float):
+    "Requests made in this block wait for a slot with `key` (smaller first); a pipeline passes its input's start time."
+    tok = REQUEST_PRIORITY.set(key)
+    try: yield
+    finally: REQUEST_PRIORITY.reset(tok)
+
+class _Gate:
+    "`n` request slots, handed to the waiter with the smallest key (ties: first come), never to a newcomer while one waits."
+    def __init__(self, n: int):
+        self.free, self._lock, self._waiting, self._seq = n, threading.Lock(), [], itertools.count()
+
+    def acquire(self, key: float) -> None:
         with self._lock:
-            if self.held and self.be._stall_room.acquire(blocking=False):
-                self.held, self.stalled = False, True
-                self.be._slots.release()
+            if self.free > 0 and not self._waiting: self.free -= 1; return
+            ev = threading.Event(); heapq.heappush(self._waiting, (key, next(self._seq), ev))
+        ev.wait()  # release() hands the slot over directly: no race with a newcomer
 
     def release(self) -> None:
         with self._lock:
-            if self.held: self.held = False; self.be._slots.release()
-            if self.stalled: self.stalled = False; self.be._stall_room.release()
+            if self._waiting: heapq.heappop(self._waiting)[2].set()
+            else: self.free += 1
+
+class _Call:
+    "One copy of a request in flight; `cut` closes its connection (race decided, or the deadline passed)."
+    def __init__(self): self.conn, self.aborted, self.expired, self._lock = None, False, False, threading.Lock()
+
+    def attach(self, conn) -> bool:
+        "Use `conn`; False if the race was decided before the request went out."
+        with self._lock:
+            if not self.aborted: self.conn = conn
+            return not self.aborted
+
+    def detach(self) -> bool:
+        "Take the connection back (to reuse it); False if it was cut meanwhile."
+        with self._lock: self.conn = None; return not (self.aborted or self.expired)
+
+    def cut(self, expired: bool = False) -> None:
+        with self._lock:
+            if expired: self.expired = True
+            else: self.aborted = True
+            conn = self.conn
+        if conn is not None: _shutdown(conn)  # its blocked read returns at once
+
+class _Aborted(Exception): pass  # a copy cut because the race was decided: not a failure of the endpoint
+class _Halted(Exception): pass   # the backend halted while the request waited for a slot
+
+# %% ../../nbs/12a_data.llm.ipynb #ad14d850
+HEDGE_FLOOR = 0.1  # seconds: below this, a "slow" request is scheduler noise, not a stall worth a copy
 
 class OpenAIBackend(LLMBackend):
     "Any OpenAI-compatible chat-completions endpoint over HTTP(S)."
@@ -280,10 +316,11 @@ class OpenAIBackend(LLMBackend):
                  *, api_key_env: str | None = "OPENAI_API_KEY",   # environment variable holding the key (None: no key)
                  timeout: float = 60.0,                    # seconds per request, whole request included
                  max_retries: int = 4,                     # retries after the first attempt
-                 base_delay: float = 1.0,                  # first backoff wait in seconds
+                 base_delay: float = 1.0,                  # scale of the backoff waits, in seconds
                  max_wait: float = 60.0,                   # cap on any single wait (backoff or Retry-After)
                  max_consecutive_failures: int = 20,       # connection failures in a row, with no answer, that halt the backend
-                 stall_after: float | None = None,         # seconds after which a request stops holding a slot (None: adaptive, 0: never)
+                 hedge_after: float | None = None,         # seconds before a copy races a request (None: adaptive, 0: never)
+                 max_hedges: int | None = None,            # stalled requests in flight beyond `concurrency` (default concurrency // 4, at least 1)
                  extra_body: dict | None = None,           # more request fields, e.g. {"top_p": 0.9}
                  max_tokens_field: str = "max_tokens",     # OpenAI's newest models want "max_completion_tokens"
                  **kw):
@@ -300,10 +337,11 @@ class OpenAIBackend(LLMBackend):
         self._secrets = [key, self._headers.get("Authorization")]
         self.key_present = key is not None
         self.timeout, self.max_retries, self.base_delay, self.max_wait = timeout, max_retries, base_delay, max_wait
-        self.max_consecutive_failures, self.stall_after = max_consecutive_failures, stall_after
+        self.max_consecutive_failures, self.hedge_after = max_consecutive_failures, hedge_after
+        self.max_hedges = max(1, self.concurrency // 4) if max_hedges is None else max_hedges
         self.extra_body, self.max_tokens_field = dict(extra_body or {}), max_tokens_field
-        self._local, self._pool, self._hedges, self._pool_lock = threading.local(), None, None, threading.Lock()
-        self._slots, self._stall_room = threading.Semaphore(self.concurrency), threading.Semaphore(self.concurrency)
+        self._idle, self._pool, self._posts, self._pool_lock = [], None, None, threading.Lock()
+        self._gate, self._extra = _Gate(self.concurrency), threading.Semaphore(self.max_hedges)
         self._consecutive, self._latency, self._recent = 0, deque(maxlen=200), deque(maxlen=50)
 
     def describe(self) -> dict:
@@ -313,25 +351,24 @@ class OpenAIBackend(LLMBackend):
 
     def _clean(self, text: str) -> str: return clip(mask_secrets(str(text), self._secrets))
 
-    def _conn(self) -> http.client.HTTPConnection:
-        c = getattr(self._local, "conn", None)
-        if c is None:
-            cls = http.client.HTTPSConnection if self._u.scheme == "https" else http.client.HTTPConnection
-            c = self._local.conn = cls(self._u.hostname, self._u.port, timeout=self.timeout)
-        return c
+    def _take_conn(self) -> http.client.HTTPConnection:
+        "An idle keep-alive connection, or a new one (about `concurrency` of them live at once)."
+        with self._lock:
+            if self._idle: return self._idle.pop()
+        cls = http.client.HTTPSConnection if self._u.scheme == "https" else http.client.HTTPConnection
+        return cls(self._u.hostname, self._u.port, timeout=self.timeout)
 
-    def _drop_conn(self) -> None:
-        c = getattr(self._local, "conn", None)
-        if c is not None: c.close()
-        self._local.conn = None
+    def _give_conn(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock: self._idle.append(conn)
 
-    def _stall_time(self) -> float | None:
-        "When a request counts as stalled: 4x the 90th-percentile latency of recent answers (at least 0.5 s), or never."
-        if self.stall_after is not None: return self.stall_after or None
-        lat = sorted(self._latency)
+    def _hedge_time(self) -> float | None:
+        "Seconds before a copy races a request: twice the 95th-percentile latency of recent answers (at least `HEDGE_FLOOR`); inf: never; None: not known yet."
+        if self.hedge_after is not None: return self.hedge_after or math.inf
+        if self.max_hedges < 1: return math.inf
+        with self._lock: lat = sorted(self._latency)
         if len(lat) < 20: return None  # too few answers to know what is slow
-        t = max(0.5, 4 * lat[int(0.9 * (len(lat) - 1))])
-        return t if t < self.timeout else None
+        t = max(HEDGE_FLOOR, 2 * lat[int(0.95 * (len(lat) - 1))])  # a copy for about one request in a few hundred
+        return t if t < self.timeout else math.inf
 
     def _connected(self, ok: bool, error: str = "") -> None:
         "Count connection failures in a row; halt after `max_consecutive_failures` of them."
@@ -342,32 +379,32 @@ class OpenAIBackend(LLMBackend):
             self.halt(f"endpoint {self.base_url} unreachable: {self._consecutive} connection failures in a row "
                       f"with no answer (last: {error})")
 
-    def _post(self, body: bytes) -> tuple[str, dict]:
-        "One request; raises _Retryable or _Fatal."
-        self._slots.acquire()
-        slot, conn, expired, t0 = _Slot(self), self._conn(), threading.Event(), time.monotonic()
+    def _post(self, body: bytes, call: _Call) -> tuple[str, dict]:
+        "One HTTP exchange on a pooled connection; raises _Retryable, _Fatal, or _Aborted once `call` is cut."
+        conn, t0 = self._take_conn(), time.monotonic()
+        if not call.attach(conn): self._give_conn(conn); raise _Aborted()
         # the socket timeout bounds each read; this watchdog bounds the whole request (a server that trickles bytes)
-        timers = [threading.Timer(self.timeout, lambda: (expired.set(), _shutdown(conn)))]
-        if (st := self._stall_time()) is not None: timers.append(threading.Timer(st, slot.stall))
-        for t in timers: t.daemon = True; t.start()
+        timer = threading.Timer(self.timeout, call.cut, kwargs={"expired": True}); timer.daemon = True; timer.start()
         try:
             conn.request("POST", f"{self._u.path}/chat/completions", body=body, headers=self._headers)
             resp = conn.getresponse()
             raw = resp.read()
         except (TimeoutError, socket.timeout, http.client.HTTPException, ConnectionError, OSError) as e:  # refused, reset, cut
-            self._drop_conn()
-            if expired.is_set() or isinstance(e, (TimeoutError, socket.timeout)):
+            call.detach(); conn.close()
+            if call.aborted: raise _Aborted() from e
+            if call.expired or isinstance(e, (TimeoutError, socket.timeout)):
                 self._connected(False, "timeout")
                 raise _Retryable(f"timeout after {self.timeout:g}s", kind="timeout") from e
             self._connected(False, f"{type(e).__name__}: {e}")
             raise _Retryable(f"connection error: {type(e).__name__}: {e}", kind=f"connection:{type(e).__name__}") from e
-        finally:
-            for t in timers: t.cancel()
-            slot.release()
-        if expired.is_set():  # the watchdog fired just as the reply completed: the connection is gone
-            self._drop_conn(); self._connected(False, "timeout"); raise _Retryable(f"timeout after {self.timeout:g}s", kind="timeout")
+        finally: timer.cancel()
+        if not call.detach():  # cut just as the reply completed: the connection is gone
+            conn.close()
+            if call.aborted: raise _Aborted()
+            self._connected(False, "timeout"); raise _Retryable(f"timeout after {self.timeout:g}s", kind="timeout")
         self._connected(True)  # any HTTP answer, even an error, shows the endpoint is there
-        if resp.getheader("Connection", "").lower() == "close": self._drop_conn()
+        if resp.getheader("Connection", "").lower() == "close": conn.close()
+        else: self._give_conn(conn)
         if resp.status != 200:
             detail = _server_message(raw)
             if resp.status in (408, 429) or resp.status >= 500:
@@ -382,61 +419,83 @@ class OpenAIBackend(LLMBackend):
         with self._lock: self._latency.append(time.monotonic() - t0)
         return out
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        "Seconds to wait before retry `attempt + 1`: Retry-After when given, else jittered, exponential while the endpoint fails."
-        if retry_after is not None: return min(retry_after, self.max_wait)
+    def _backoff(self, attempt: int, e: _Retryable) -> float:
+        "Seconds before retry `attempt + 1`: the server's Retry-After, else full jitter: uniform in [0, base_delay * 2**k)."
+        if e.retry_after is not None: return min(e.retry_after, self.max_wait)
         with self._lock: failing = len(self._recent) >= 10 and sum(self._recent) >= 0.25 * len(self._recent)
-        grow = attempt if failing else 0  # an isolated failure among successes is not overload: no need to back off further
-        return min(self.max_wait, self.base_delay * 2 ** grow) * random.uniform(0.5, 1.5)
+        # k grows with the attempt only when the server says it is overloaded (429) or fails as a whole: an isolated
+        # error among successes is not overload, and a long wait for it would only leave one input behind at the end
+        k = attempt if failing or e.kind == "http:429" else 0
+        return random.uniform(0, min(self.max_wait, self.base_delay * 2 ** k))
 
-    def _request(self, messages: list[dict], params: dict) -> ChatResult:
+    def _attempt(self, body: bytes, key: float, sent: list[int]) -> tuple[str, dict]:
+        "One attempt: wait for a slot and send; whenever the newest copy outlives the hedge deadline, race another."
+        self._gate.acquire(key)
+        live: list[tuple[_Call, Any]] = []  # copies in flight, oldest first; the newest one holds the slot
+        try:
+            if self._halt.is_set(): raise _Halted()
+            while True:
+                call = _Call(); live.append((call, self._posts.submit(self._post, body, call))); sent[0] += 1
+                if (won := self._race(live, time.monotonic())) is not None: return won
+                # the newest copy stalled: it runs on beyond `concurrency` on the ticket `_race` took; a new copy gets the slot
+                live[-1][1].add_done_callback(lambda _: self._extra.release())
+                with self._lock: self.usage.transient["hedged"] = self.usage.transient.get("hedged", 0) + 1
+        finally: self._gate.release()
+
+    def _race(self, live: list, t0: float) -> tuple[str, dict] | None:
+        "The first answer of the copies in `live` (the others are cut); the newest copy's error; or None: time for another copy."
+        hedge = True
+        while True:
+            d = self._hedge_time() if hedge else math.inf
+            left = HEDGE_FLOOR if d is None else None if d == math.inf else t0 + d - time.monotonic()
+            if left is not None and left <= 0:
+                if not self._halt.is_set() and self._extra.acquire(blocking=False): return None
+                hedge = False; continue  # no room beyond `concurrency`: this attempt waits its copies out
+            wait([f for _, f in live], timeout=left, return_when=FIRST_COMPLETED)
+            for call, f in list(live):
+                if not f.done(): continue
+                if f.exception() is None or f is live[-1][1]:  # an answer, or the newest copy failed: the race is over
+                    for other, g in live:
+                        if g is not f: other.cut()
+                    return f.result()
+                live.remove((call, f))  # an older, stalled copy failed: the newer ones race on
+
+    def _request(self, messages: list[dict], params: dict, key: float) -> ChatResult:
         "One conversation, retried on transient failures; masked errors; nothing sent once the backend halted."
         body = {"model": self.model, "messages": messages, self.max_tokens_field: params["max_tokens"],
                 "temperature": params["temperature"], **self.extra_body}
         if params.get("seed") is not None: body["seed"] = params["seed"]
-        payload, last = json.dumps(body, ensure_ascii=False).encode(), ""
+        payload, last, sent = json.dumps(body, ensure_ascii=False).encode(), "", [0]
         for attempt in range(self.max_retries + 1):
-            if self._halt.is_set(): return ChatResult(None, f"not sent: {self.halted}", attempts=attempt)
             try:
-                (text, usage), hedged = self._post_hedged(payload)
+                if self._halt.is_set(): raise _Halted()
+                text, usage = self._attempt(payload, key, sent)
                 with self._lock: self._recent.append(False)
-                return ChatResult(text, None, False, usage, attempt + 1 + hedged)
+                return ChatResult(text, None, False, usage, sent[0])
+            except _Halted: return ChatResult(None, f"not sent: {self.halted}", attempts=sent[0])
             except _Fatal as e:
                 msg = self._clean(e.args[0])
                 if e.args[1] in (401, 403, 404): self.halt(f"{self.base_url} answered {msg}")  # every request would get the same
-                return ChatResult(None, msg, attempts=attempt + 1)
+                return ChatResult(None, msg, attempts=sent[0])
             except _Retryable as e:
                 last = self._clean(str(e))
                 with self._lock:
                     self.usage.transient[e.kind] = self.usage.transient.get(e.kind, 0) + 1
                     self._recent.append(True)
-                if attempt < self.max_retries: self._halt.wait(self._backoff(attempt, e.retry_after))  # a halt ends the wait
-        return ChatResult(None, f"failed after {self.max_retries + 1} attempts: {last}", attempts=self.max_retries + 1)
-
-    def _post_hedged(self, body: bytes) -> tuple[tuple[str, dict], int]:
-        "`_post`, racing a second copy against a request that stalls while a request slot stands idle; (reply, copies sent)."
-        st = self._stall_time()
-        if st is None or self.concurrency < 2: return self._post(body), 0
-        with self._pool_lock:
-            if self._hedges is None: self._hedges = ThreadPoolExecutor(8 * self.concurrency, thread_name_prefix="medrepro-post")
-        first = self._hedges.submit(self._post, body)
-        try: return first.result(timeout=st), 0
-        except FutureTimeout: pass
-        if self._halt.is_set() or not self._slots.acquire(blocking=False): return first.result(), 0
-        self._slots.release()  # a slot is idle: the copy takes it (a hung connection would otherwise hold the input up)
-        with self._lock: self.usage.transient["hedged"] = self.usage.transient.get("hedged", 0) + 1
-        futs = [first, self._hedges.submit(self._post, body)]
-        for i, f in enumerate(as_completed(futs)):
-            try: return f.result(), 1
-            except (_Retryable, _Fatal):
-                if i == 1: raise
-        raise AssertionError("unreachable")
+                # the wait holds no slot; a halt ends it
+                if attempt < self.max_retries: self._halt.wait(self._backoff(attempt, e))
+        return ChatResult(None, f"failed after {self.max_retries + 1} attempts: {last}", attempts=sent[0])
 
     def _generate(self, conversations, params):
-        with self._pool_lock:  # one pool for the backend's life: its threads keep their keep-alive connections
-            if self._pool is None:  # more threads than slots: a request waiting to retry holds a thread, not a slot
-                self._pool = ThreadPoolExecutor(4 * self.concurrency, thread_name_prefix="medrepro-llm")
-        futs = {self._pool.submit(self._request, c, params): i for i, c in enumerate(conversations)}
+        key = REQUEST_PRIORITY.get()
+        key = time.monotonic() if key is None else key  # outside a pipeline: first come, first served
+        with self._pool_lock:  # one pool for the backend's life; a copy racing a stalled request needs a thread at once
+            if self._posts is None: self._posts = ThreadPoolExecutor(4 * self.concurrency, thread_name_prefix="medrepro-post")
+        if len(conversations) == 1:  # a pipeline's chains ask one at a time: the caller's thread waits for the slot
+            yield 0, self._request(conversations[0], params, key); return
+        with self._pool_lock:  # more threads than slots: a request waiting to retry holds a thread, not a slot
+            if self._pool is None: self._pool = ThreadPoolExecutor(4 * self.concurrency, thread_name_prefix="medrepro-llm")
+        futs = {self._pool.submit(self._request, c, params, key): i for i, c in enumerate(conversations)}
         try:
             for f in as_completed(futs): yield futs[f], f.result()
         finally:
@@ -444,7 +503,9 @@ class OpenAIBackend(LLMBackend):
 
     def close(self) -> None:
         if self._pool is not None: self._pool.shutdown(wait=True); self._pool = None
-        if self._hedges is not None: self._hedges.shutdown(wait=False, cancel_futures=True); self._hedges = None
+        if self._posts is not None: self._posts.shutdown(wait=False); self._posts = None  # its calls ended with their races
+        with self._lock: idle, self._idle = self._idle, []
+        for c in idle: c.close()
         super().close()
 
 # %% ../../nbs/12a_data.llm.ipynb #e9ed6b8f
@@ -555,7 +616,7 @@ def add_backend_args(p) -> None:
     g.add_argument("--concurrency", type=positive_int, default=8, help="requests in flight at once")
     g.add_argument("--timeout", type=positive_float, default=60.0, help="seconds per request (openai)")
     g.add_argument("--max-retries", type=nonneg_int, default=4, help="retries on 429/5xx/timeouts/broken connections (openai)")
-    g.add_argument("--retry-base-delay", type=nonneg_float, default=1.0, help="first backoff wait in seconds (openai)")
+    g.add_argument("--retry-base-delay", type=nonneg_float, default=1.0, help="backoff scale in seconds: a retry waits a random time below it, longer under overload (openai)")
     g.add_argument("--max-consecutive-failures", type=positive_int, default=20,
                    help="connection failures in a row, with no answer in between, that stop the run (exit 3) (openai)")
     g.add_argument("--batch-size", type=positive_int, default=8, help="generation batch size (hf)")

@@ -15,7 +15,7 @@ from typing import Any, Callable, Generator, Sequence
 from ..core import MedreproError, UsageError, load_json, read_jsonl, run_metadata, save_json
 from ..cli import positive_int
 from .records import MCQ, Document, Pair
-from .llm import ChatResult, LLMBackend
+from .llm import ChatResult, LLMBackend, request_priority
 from .sources import load
 
 # %% auto #0
@@ -122,10 +122,12 @@ Chain = Generator[Ask, list, Outcome]  # yields requests, receives their `Asked`
 
 def _drive(chain: Chain, ask: Callable[[Ask], list[Asked]]) -> Outcome:
     "Run one chain to its end, answering each of its requests with `ask`."
-    try:
-        step = next(chain)
-        while True: step = chain.send(ask(step))
-    except StopIteration as e: return e.value
+    # every request of this input queues with the input's start time: older inputs finish before new ones start
+    with request_priority(time.monotonic()):
+        try:
+            step = next(chain)
+            while True: step = chain.send(ask(step))
+        except StopIteration as e: return e.value
 
 def _lockstep(chains: list[Chain], ask: Callable[[Ask], list[Asked]]) -> list[Outcome]:
     "Advance all chains together: every round is one batched call per token limit."
@@ -280,6 +282,7 @@ class RunSummary:
     filtered_replies: Counter = field(default_factory=Counter)  # every filtered reply, retried ones included
     failed: int = 0                   # inputs that failed (not recorded; a rerun retries them)
     failures: list = field(default_factory=list)              # (input id, stage, error), first 20
+    failed_ids: list = field(default_factory=list)            # every failed input's id (the next run retries them)
     not_started: int = 0              # inputs left untouched because the backend halted
     halted: str | None = None         # why the run stopped early (unreachable endpoint, rejected key)
     cached: int = 0                   # replies served from the cache
@@ -387,7 +390,7 @@ def _write(s: RunSummary, out: Path, res: PipelineResult | list[Outcome]) -> Non
             append_rows(rejected_path(out), [{"input_id": o.id, "stage": o.stage, "reason": o.reason, "reply": o.reply}])
             s.rejected[rule_of(o.reason)] += 1; s.done += 1
         else:
-            s.failed += 1
+            s.failed += 1; s.failed_ids.append(o.id)
             if len(s.failures) < 20: s.failures.append((o.id, o.stage, o.reason))
 
 def _run(items, process, out, backend, chunk_size, ahead, progress, desc, hist, u0) -> RunSummary:
