@@ -18,9 +18,9 @@ from ..cli import http_url, nonneg_float, nonneg_int, positive_float, positive_i
 from ..models import load_causal_lm, load_tokenizer
 
 # %% auto #0
-__all__ = ['ERROR_CHARS', 'REQUEST_PRIORITY', 'HEDGE_FLOOR', 'RESPONDERS', 'BACKENDS', 'ChatResult', 'Usage', 'cache_key',
-           'ChatCache', 'LLMBackend', 'FunctionBackend', 'mask_secrets', 'clip', 'request_priority', 'OpenAIBackend',
-           'HFBackend', 'mock_responder', 'get_backend', 'add_backend_args', 'backend_from_args']
+__all__ = ['ERROR_CHARS', 'REQUEST_PRIORITY', 'HEDGE_FLOOR', 'RETRY_BASE_DELAY', 'RESPONDERS', 'BACKENDS', 'ChatResult', 'Usage',
+           'cache_key', 'ChatCache', 'LLMBackend', 'FunctionBackend', 'mask_secrets', 'clip', 'request_priority',
+           'OpenAIBackend', 'HFBackend', 'mock_responder', 'get_backend', 'add_backend_args', 'backend_from_args']
 
 # %% ../../nbs/12a_data.llm.ipynb #798139a0
 @dataclass
@@ -306,6 +306,7 @@ class _Halted(Exception): pass   # the backend halted while the request waited f
 
 # %% ../../nbs/12a_data.llm.ipynb #ad14d850
 HEDGE_FLOOR = 0.1  # seconds: below this, a "slow" request is scheduler noise, not a stall worth a copy
+RETRY_BASE_DELAY = 0.5  # seconds: the OpenAI Python client's initial retry delay; the last failures of a run wait it out
 
 class OpenAIBackend(LLMBackend):
     "Any OpenAI-compatible chat-completions endpoint over HTTP(S)."
@@ -316,7 +317,7 @@ class OpenAIBackend(LLMBackend):
                  *, api_key_env: str | None = "OPENAI_API_KEY",   # environment variable holding the key (None: no key)
                  timeout: float = 60.0,                    # seconds per request, whole request included
                  max_retries: int = 4,                     # retries after the first attempt
-                 base_delay: float = 1.0,                  # scale of the backoff waits, in seconds
+                 base_delay: float = RETRY_BASE_DELAY,     # scale of the backoff waits, in seconds
                  max_wait: float = 60.0,                   # cap on any single wait (backoff or Retry-After)
                  max_consecutive_failures: int = 20,       # connection failures in a row, with no answer, that halt the backend
                  hedge_after: float | None = None,         # seconds before a copy races a request (None: adaptive, 0: never)
@@ -616,7 +617,7 @@ def add_backend_args(p) -> None:
     g.add_argument("--concurrency", type=positive_int, default=8, help="requests in flight at once")
     g.add_argument("--timeout", type=positive_float, default=60.0, help="seconds per request (openai)")
     g.add_argument("--max-retries", type=nonneg_int, default=4, help="retries on 429/5xx/timeouts/broken connections (openai)")
-    g.add_argument("--retry-base-delay", type=nonneg_float, default=1.0, help="backoff scale in seconds: a retry waits a random time below it, longer under overload (openai)")
+    g.add_argument("--retry-base-delay", type=nonneg_float, default=RETRY_BASE_DELAY, help="backoff scale in seconds: a retry waits a random time below it, longer under overload (openai)")
     g.add_argument("--max-consecutive-failures", type=positive_int, default=20,
                    help="connection failures in a row, with no answer in between, that stop the run (exit 3) (openai)")
     g.add_argument("--batch-size", type=positive_int, default=8, help="generation batch size (hf)")
