@@ -5,7 +5,7 @@
 # %% ../nbs/32_distrib.ipynb #4603fcf5
 from __future__ import annotations
 import json, sys
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from importlib.resources import files
 from pathlib import Path
 from typing import Any

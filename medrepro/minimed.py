@@ -5,7 +5,7 @@
 # %% ../nbs/70_minimed.ipynb #1ea21be6
 from __future__ import annotations
 import csv, json, random, re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 from .core import atomic_write_text, file_hash, home_dir, MedreproError, params_hash, save_json, write_jsonl

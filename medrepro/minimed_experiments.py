@@ -6,7 +6,7 @@
 from __future__ import annotations
 import math, random, re, statistics, time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 from .core import MedreproError, home_dir, load_json, load_yaml, params_hash, repo_root, save_json, seed_everything

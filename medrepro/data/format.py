@@ -5,7 +5,7 @@
 # %% ../../nbs/14_data.format.ipynb #f82b61b6
 from __future__ import annotations
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 from ..core import MedreproError, Registry
 from .records import MCQ, Document, Pair
 from .prompts import get_template, mcq_to_pair

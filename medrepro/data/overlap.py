@@ -4,7 +4,7 @@
 
 # %% ../../nbs/16_data.overlap.ipynb #812eedad
 from __future__ import annotations
-import json, re, sys, unicodedata
+import json, re, unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence

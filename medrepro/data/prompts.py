@@ -5,7 +5,7 @@
 # %% ../../nbs/14a_data.prompts.ipynb #e429bbc0
 from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Sequence
+from typing import Sequence
 from ..core import MedreproError, Registry, params_hash
 from .records import MCQ, Pair, RecordError
 
