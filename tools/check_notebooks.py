@@ -32,7 +32,6 @@ DEBT = {
     "12a_data.llm.ipynb": 7,
     "12b_data.pipeline.ipynb": 9,
     "13_data.translate.ipynb": 3,
-    "17_data.fetch.ipynb": 9,
 }
 
 _IMPORT = re.compile(r"^(from\s+\S+\s+)?import\s")
