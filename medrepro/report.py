@@ -501,6 +501,7 @@ def protocol_text(protocol: dict) -> str:
     parts = [mode]
     if mode == "generate": parts.append(f"greedy, {p.pop('max_new_tokens', 256)} new tokens")
     else: parts.append(f"scoring {p.pop('scoring', 'letter')}")
+    if mode == "loglik": p.pop("max_new_tokens", None)  # scoring options generates nothing
     parts.append(f"{len(p.pop('shots', ())) if isinstance(p.get('shots'), (list, tuple)) else p.pop('shots', 0)}-shot")
     p.pop("extractor", None)
     parts += [f"{k} {v}" for k, v in sorted(p.items())]
