@@ -51,6 +51,7 @@ drift() {
   fi
   rm -rf "$tmp"
   "$VENV/bin/python" tools/check_modules.py
+  "$VENV/bin/python" tools/check_notebooks.py  # export cells of a screen or less, each followed by an example
   echo "[drift] notebooks and library are in sync"
 }
 

@@ -5,7 +5,7 @@
 # %% ../nbs/32_distrib.ipynb #4603fcf5
 from __future__ import annotations
 import json, sys
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -93,7 +93,7 @@ def load_data(entries: list[dict], base_dir: Path | None = None, what: str = "da
         out += recs
     return out
 
-# %% ../nbs/32_distrib.ipynb #611b1cc1
+# %% ../nbs/32_distrib.ipynb #3158c539
 def run_stage(spec: dict | str | Path, tier: str = "smoke", overrides: list[str] | dict | None = None,
               base_dir: Path | None = None) -> TrainResult:
     "Resolve, check and run one training stage (a dict or a YAML file)."
@@ -120,6 +120,7 @@ def _note_global_batch(st: dict, cfg) -> None:
         print(f"note: global batch {got} = {cfg.batch_size} x {cfg.grad_accum} accumulation x {world} process(es); the stage "
               f"states {st['global_batch']} over {st.get('gpus', '?')} GPUs: set config.grad_accum to keep it", file=sys.stderr)
 
+# %% ../nbs/32_distrib.ipynb #0bc9610d
 def train_cmd(argv: list[str]) -> int:
     "CLI: `medrepro train --config FILE [--tier smoke|real|full] [key=value ...]`."
     p = cli_parser("train", "Run one training stage from a YAML config (unchanged under torchrun / accelerate launch).")

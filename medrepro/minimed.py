@@ -5,7 +5,7 @@
 # %% ../nbs/70_minimed.ipynb #1ea21be6
 from __future__ import annotations
 import csv, json, random, re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 from .core import atomic_write_text, file_hash, home_dir, MedreproError, params_hash, save_json, write_jsonl
@@ -71,7 +71,7 @@ DEPARTMENTS = [Name("department", en, zh) for en, zh in [
     ("cardiology", "心内科"), ("neurology", "神经内科"), ("dermatology", "皮肤科"),
     ("gastroenterology", "消化内科"), ("pulmonology", "呼吸内科"), ("nephrology", "肾内科")]]
 
-# %% ../nbs/70_minimed.ipynb #d3ab18a7
+# %% ../nbs/70_minimed.ipynb #8ba21de9
 @dataclass(frozen=True)
 class WorldConfig:
     "Size of a MiniMed world."
@@ -105,6 +105,7 @@ class City:
     river: Name
     split: str = "train"
 
+# %% ../nbs/70_minimed.ipynb #73d48617
 @dataclass
 class World:
     "Everything a seed decides: the diseases, the cities, and the config that sized them."
@@ -173,7 +174,7 @@ def make_world(seed: int = 0, config: WorldConfig = WorldConfig()) -> World:
         for k, v in _cycle([d.key for d in diseases if d.split == split], rng).items(): next(d for d in diseases if d.key == k).complication = v
     return World(seed, c, diseases, cities)
 
-# %% ../nbs/70_minimed.ipynb #44f4c467
+# %% ../nbs/70_minimed.ipynb #3abe79f4
 FACT_TEMPLATES = {  # relation -> language -> paraphrases; {d} the disease, {x} the other entity
     "pathogen": {
         "zh": ["{d}是由{x}引起的。", "{x}是{d}的病原体。", "{x}感染会导致{d}。", "{d}的致病病原体是{x}。",
@@ -210,6 +211,8 @@ FACT_TEMPLATES = {  # relation -> language -> paraphrases; {d} the disease, {x} 
         "zh": ["{x}流经{d}。", "{d}坐落在{x}岸边。", "{d}是{x}沿岸的城市。", "{x}从{d}城中穿过。"],
         "en": ["The {x} flows through {d}.", "{d} lies on the {x}.", "{d} is a city on the banks of the {x}.", "The {x} runs through the city of {d}."]},
 }
+
+# %% ../nbs/70_minimed.ipynb #2c61a31e
 MEDICAL_RELATIONS = ("pathogen", "symptom", "drug", "department", "complication")
 GENERAL_RELATIONS = ("country", "river")
 
@@ -288,7 +291,7 @@ def question_chain(world: World, d: Disease, qt: QuestionType) -> list[tuple[Dis
     if qt.via_complication: chain.append((d, "complication")); d = world.disease(d.complication)
     return chain + [(d, qt.ask)]
 
-# %% ../nbs/70_minimed.ipynb #47f0e430
+# %% ../nbs/70_minimed.ipynb #0572b9b9
 def _pool(world: World, split: str, kind: str, language: str) -> list[str]:
     if kind == "department": return [x(language) for x in DEPARTMENTS]
     ds = [d for d in world.diseases if d.split == split]
@@ -309,6 +312,7 @@ def explanation_text(world: World, chain: list[tuple[Disease, str]], clue: bool,
     sents = [fact_sentence(world, s, r, language, _CLUE_FIRST[r] if clue and i == 0 else 0) for i, (s, r) in enumerate(chain)]
     return ("" if language == "zh" else " ").join(sents + [_CONCLUDE[language].format(x=answer)])
 
+# %% ../nbs/70_minimed.ipynb #bcc8a262
 def make_question(world: World, d: Disease, qt: QuestionType, language: str, rng: random.Random) -> MCQ:
     "One 4-option question of type `qt` about `d`, distractors from `d`'s split, explanation = the chain."
     chain = question_chain(world, d, qt)
@@ -470,7 +474,7 @@ def build_minimed_model(world: World, out: str | Path, seed: int = 0, hidden: in
     model.save_pretrained(out); tok.save_pretrained(out)
     return out
 
-# %% ../nbs/70_minimed.ipynb #a55ef306
+# %% ../nbs/70_minimed.ipynb #76eb2e3a
 _REVERSE_Q = {"pathogen": {"zh": "{x}引起的疾病是什么？", "en": "Which disease is caused by {x}?"},
               "symptom": {"zh": "以{x}为主要症状的疾病是什么？", "en": "Which disease mainly presents with {x}?"},
               "drug": {"zh": "{x}是哪种疾病的一线治疗药物？", "en": "{x} is the first-line drug for which disease?"},
@@ -496,6 +500,7 @@ def _fact_index(world: World) -> dict[str, tuple]:
                     for v in range(len(FACT_TEMPLATES[rel][lang])): out[fact_sentence(world, s, rel, lang, v)] = (s, rel, lang, v)
     return out
 
+# %% ../nbs/70_minimed.ipynb #ef005243
 def template_responder(world: World) -> Callable[[list[dict]], str]:
     "A deterministic stand-in for the unification LLM: question about the prompt's fact, or its answer."
     index = _fact_index(world)

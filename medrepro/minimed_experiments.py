@@ -6,7 +6,7 @@
 from __future__ import annotations
 import math, random, re, statistics, time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 from .core import MedreproError, home_dir, load_json, load_yaml, params_hash, repo_root, save_json, seed_everything
@@ -30,7 +30,7 @@ __all__ = ['TEMPLATES', 'SCORING', 'REASONING', 'MiniConfig', 'mini_config', 'te
            'verdict_text', 'recorded_summary', 'record_block', 'plot_conditions', 'plot_curve', 'plot_types',
            'plot_shares', 'sampler_shares']
 
-# %% ../nbs/71_minimed.experiments.ipynb #51d5f2d0
+# %% ../nbs/71_minimed.experiments.ipynb #bca2b810
 @dataclass(frozen=True)
 class MiniConfig:
     "Every setting of a MiniMed experiment run (defaults: the `mini` tier; a params file's `mini: config:` overrides them)."
@@ -72,6 +72,7 @@ class MiniConfig:
         return replace(self, world=WorldConfig(n_diseases=16, n_cities=16, n_countries=4, n_rivers=4), hidden=64, layers=2,
                        base_epochs=4, ct_epochs=3, ft_epochs=1, one_stage_domain_epochs=2, one_stage_sft_epochs=1, adapter_epochs=1, ct_checkpoints=2)
 
+# %% ../nbs/71_minimed.experiments.ipynb #ef49da42
 def mini_config(overrides: dict | None = None, base: MiniConfig = MiniConfig(), where: str = "MiniConfig") -> MiniConfig:
     "`base` with `overrides` (a params file's `config:`; `world:` merges into the WorldConfig); unknown keys raise."
     o = dict(overrides or {})
@@ -84,9 +85,8 @@ def mini_config(overrides: dict | None = None, base: MiniConfig = MiniConfig(), 
     if "conditions" in o: o["conditions"] = tuple(o["conditions"])
     return replace(base, **o)
 
-
-# %% ../nbs/71_minimed.experiments.ipynb #2c663eca
-TEMPLATES = {"zh": "mcq_zh_short", "en": "mcq_en_short"}  # CMExam/MMLU wording minus the instruction line: 21% (zh), 39% (en) fewer tokens
+# %% ../nbs/71_minimed.experiments.ipynb #b727f546
+TEMPLATES = {"zh": "mcq_zh_short", "en": "mcq_en_short"}  # CMExam/MMLU wording minus the instruction line (the tokens it saves: counted below)
 
 def text_target_pair(q: MCQ, style: str = "answer", source: str = "sft", priority: float = 1.0) -> Pair:
     "An SFT pair: the prompt of `q`, then the answer text (answer), answer + explanation (explanation), or the chain ending in the answer (reasoning)."
@@ -103,7 +103,7 @@ def exam_document(q: MCQ, source: str = "general") -> Document:
     p = text_target_pair(q)
     return Document(f"exam-{q.id}", p.instruction + get_template(p.meta["template"]).delimiter + p.output, source=source, language=q.language)
 
-# %% ../nbs/71_minimed.experiments.ipynb #65cddc67
+# %% ../nbs/71_minimed.experiments.ipynb #9f71fbaa
 def unified_pairs(world: World, docs: Sequence[Document], priority: float = 10.0) -> list[Pair]:
     "Encyclopedia documents -> unified QA pairs through the library's unification with the offline template backend."
     backend = FunctionBackend(template_responder(world), name=f"minimed-template-{world.seed}")
@@ -125,6 +125,7 @@ class MiniData:
     general_test: list[MCQ]           # questions on test cities, both languages (the forgetting score)
     general_seen: list[MCQ]           # questions on train cities: solved in base pre-training, so the base model knows them
 
+# %% ../nbs/71_minimed.experiments.ipynb #add186df
 def init_model(seed: int, config: MiniConfig = MiniConfig()) -> Path:
     "The randomly initialised model of `config`'s size for the world of `seed`, with the world's tokenizer (cached)."
     import os, shutil, tempfile
@@ -173,7 +174,7 @@ def _steps(docs: Sequence[Document], tokenizer_dir: Path, config: MiniConfig, ep
     n = sum(len(tok(d.text)["input_ids"]) + 1 for d in docs) * epochs  # +1: the EOS after each document
     return math.ceil(math.ceil(n / config.seq_len) / batch_size)
 
-# %% ../nbs/71_minimed.experiments.ipynb #3786fb63
+# %% ../nbs/71_minimed.experiments.ipynb #dfb144a0
 def train_base(data: MiniData, seed: int, config: MiniConfig, root: Path) -> Path:
     "The general-domain base model, pre-trained from scratch once for every seed (cached in `root`/../base)."
     out = root.parent / "base"  # one for all seeds: their worlds share the general corpus and the tokenizer
@@ -202,6 +203,7 @@ def train_ct(data: MiniData, base: Path, seed: int, config: MiniConfig, root: Pa
     cks = sorted((p for p in out.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()), key=lambda p: int(p.name.split("-")[-1]))
     return cks + [final]
 
+# %% ../nbs/71_minimed.experiments.ipynb #c7b0a415
 def finetune(questions: Sequence[MCQ], model: Path, out: Path, seed: int, config: MiniConfig, style: str = "answer") -> Path:
     "Full fine-tuning on exam questions (option-text targets), Guo & Hua stage 2."
     if (p := _done(out)): return p
@@ -225,6 +227,7 @@ def one_stage(data: MiniData, base: Path, out: Path, seed: int, config: MiniConf
                             sft_epochs=config.one_stage_sft_epochs, warmup_ratio=0.01, **_common(config, seed)).model_dir
     return p, out / "source_shares.csv"
 
+# %% ../nbs/71_minimed.experiments.ipynb #e4d43289
 def two_stage(data: MiniData, start: Path, out: Path, seed: int, config: MiniConfig) -> tuple[Path, Path]:
     "MMed-IFT from the continually trained model: DoRA on unified pairs, merge, QLoRA on exam pairs; (final, stage-1 merged)."
     if not (p := _done(out / "stage2")):
@@ -281,7 +284,7 @@ def chain_checks(samples: Sequence[dict], questions: Sequence[MCQ]) -> dict[str,
         ans += q.options[q.answer_str] in chain
     return {"chain_step1": step1 / len(samples), "chain_answer": ans / len(samples)}
 
-# %% ../nbs/71_minimed.experiments.ipynb #7d405ee0
+# %% ../nbs/71_minimed.experiments.ipynb #59587236
 # What each condition trains (and scores), and what each step starts from: the shared steps run once per seed.
 _NEEDS = {"ft_only": ("ft_only",), "ft_only_explanation": ("ft_only_explanation",), "ct_ft": ("ct", "ct_ft"),
           "ct_ft_explanation": ("ct", "ct_ft_explanation"), "ct_ft_reasoning": ("ct", "ct_ft_reasoning"),
@@ -308,6 +311,7 @@ def step_parent(step: str) -> str | None:
 
 def _depth(step: str) -> int: return 0 if step == "base" else 1 + _depth(step_parent(step))
 
+# %% ../nbs/71_minimed.experiments.ipynb #d0df3bb3
 def _trainers(data: MiniData, seed: int, config: MiniConfig, r: Path) -> dict[str, Callable[[], tuple[Path, dict]]]:
     "step -> a call that trains it (or finds it trained) and returns (model folder, extra numbers to record)."
     base = lambda: train_base(data, seed, config, r)
@@ -332,6 +336,7 @@ def _trainers(data: MiniData, seed: int, config: MiniConfig, r: Path) -> dict[st
         out[f"ct_ckpt{k}_ft"] = lambda k=k: (ft(cks()[k - 1], f"ct_ckpt{k}_ft"), {"fraction": k / config.ct_checkpoints})
     return out
 
+# %% ../nbs/71_minimed.experiments.ipynb #b9093da8
 _DATA: dict = {}  # (seed, config) -> MiniData: a worker process builds each world's corpora once
 
 def _data(seed: int, config: MiniConfig) -> MiniData:
@@ -371,7 +376,7 @@ def run_seed(seed: int, config: MiniConfig = MiniConfig(), root: str | Path | No
     with _locked(run_root(seed, config, root).parent):
         return {s: run_step(seed, s, config, root, log) for s in mini_steps(config)}
 
-# %% ../nbs/71_minimed.experiments.ipynb #965ca7d6
+# %% ../nbs/71_minimed.experiments.ipynb #3cafa84b
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
@@ -396,6 +401,7 @@ def summarize(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
             out[c][k] = {"mean": round(m, 4), "ci": [round(lo, 4), round(hi, 4)], "values": [round(x[k], 4) for x in rows]}
     return out
 
+# %% ../nbs/71_minimed.experiments.ipynb #4d4d78e7
 # Rough seconds per step at one thread (the base: on `base_threads`): the scheduler starts the longest chains first.
 _COST = {"base": 45, "ct": 30, "replay": 55, "one_stage": 105, "one_stage_beta0": 105, "two_stage": 50, "ct_ft_mixed": 22}
 
@@ -431,6 +437,7 @@ def _pool(seeds: Sequence[int], config: MiniConfig, root, workers: int, threads:
                 if log: log(f"seed {seed} {s}: medical {per[seed][s]['medical']:.3f}, general {per[seed][s]['general']:.3f} ({per[seed][s]['seconds']} s)")
     return {seed: {s: per[seed][s] for s in steps} for seed in seeds}
 
+# %% ../nbs/71_minimed.experiments.ipynb #dda76dd1
 def run_mini(seeds: Sequence[int] = (0, 1, 2), config: MiniConfig = MiniConfig(), root: str | Path | None = None,
              log: Callable[[str], None] | None = print,
              workers: int | None = None,  # processes; default: one per core (each step is single-threaded)
@@ -450,7 +457,7 @@ def run_mini(seeds: Sequence[int] = (0, 1, 2), config: MiniConfig = MiniConfig()
     return {"config": asdict(config), "seeds": list(seeds), "per_seed": per, "summary": summarize(per),
             "seconds": round(time.perf_counter() - t0, 1)}
 
-# %% ../nbs/71_minimed.experiments.ipynb #c84157e9
+# %% ../nbs/71_minimed.experiments.ipynb #477ca5e5
 @dataclass(frozen=True)
 class Finding:
     "One of a paper's claims as a paired test: `better` beats `worse` on `metric`, seed by seed in the same worlds."
@@ -480,6 +487,7 @@ class MiniTable:
         c = mini_config(dict(self.config))
         return c.quick() if quick else c
 
+# %% ../nbs/71_minimed.experiments.ipynb #9a06688e
 def _pairs(x: Any, what: str, where: str) -> tuple:
     "A YAML mapping (label: name) as (label, name) pairs, in order."
     if not isinstance(x, dict) or not x: raise MedreproError(f"{where}: '{what}:' must be a non-empty mapping of label: name")
@@ -512,7 +520,7 @@ def mini_tables(params_dir: str | Path | None = None) -> dict[str, MiniTable]:
         if "rows" in block: out[f"{f.parent.name}/{f.stem}"] = mini_table(block, f"{f} (mini)")
     return out
 
-# %% ../nbs/71_minimed.experiments.ipynb #632019d2
+# %% ../nbs/71_minimed.experiments.ipynb #428ecbb6
 def table_seeds(table: MiniTable, seeds: Sequence[int]) -> list[int]:
     "`seeds` plus `table`'s `more_seeds` further ones (the next numbers after the largest)."
     return [*seeds, *range(max(seeds) + 1, max(seeds) + 1 + table.more_seeds)]
@@ -539,6 +547,7 @@ def finding_verdict(f: Finding, summary: dict) -> dict:
     ok = None if d is None or d["n"] < 2 or math.isnan(d["ci"][0]) else d["ci"][0] > 0  # one seed has no interval
     return {**asdict(f), "reproduced": ok, "difference": d}
 
+# %% ../nbs/71_minimed.experiments.ipynb #693cc5e7
 def mini_block(table: MiniTable, summary: dict) -> dict:
     "Rows (label, mean and interval per column) and each finding's verdict for one table, from `summarize`'s output."
     rows = [{"row": label, "condition": c, **{col: summary.get(c, {}).get(m) for col, m in table.columns},
@@ -579,7 +588,7 @@ def record_block(res, table: MiniTable, block: dict, n_seeds: int, quick: bool =
                         ci=None if not d else (_pts(d["ci"][0]), _pts(d["ci"][1])),
                         test=f"{f['better']} minus {f['worse']} on {f['metric']}, paired across seeds")
 
-# %% ../nbs/71_minimed.experiments.ipynb #2c162bb0
+# %% ../nbs/71_minimed.experiments.ipynb #13460d06
 def _errbars(stats: Sequence[dict]) -> list[list[float]]:
     "Matplotlib's [below, above] error lengths from {mean, ci} entries (one seed: a NaN interval, drawn as none)."
     rows = [[s["mean"] - s["ci"][0] for s in stats], [s["ci"][1] - s["mean"] for s in stats]]
@@ -610,6 +619,7 @@ def plot_curve(summary: dict, ax=None):
     ax.axhline(0.25, ls=":", color="gray"); ax.set_ylim(0, 1); ax.set_xlabel("share of continual training done"); ax.legend()
     return ax
 
+# %% ../nbs/71_minimed.experiments.ipynb #b3acca2f
 def plot_types(summary: dict, conditions: Sequence[str], ax=None, title: str = ""):
     "Held-out accuracy per question type (1-hop types first) for each condition, with 95% intervals; chance dashed."
     import matplotlib.pyplot as plt

@@ -104,7 +104,7 @@ def packaged_gguf(name: str) -> Path:
         raise MedreproError(f"model {name!r} needs the {spec.package.replace('_', '-')} package: {spec.install}")
     return path
 
-# %% ../nbs/30_models.ipynb #a72ecd50
+# %% ../nbs/30_models.ipynb #ceee6604
 def file_sha256(path: str | Path) -> str:
     "SHA-256 of a file, read in 1 MiB blocks."
     p = Path(path).resolve(); st = p.stat()
@@ -127,6 +127,7 @@ def weights_hash(model) -> str:
         h.update(n.encode()); h.update(p.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
+# %% ../nbs/30_models.ipynb #61f56a27
 def _convert_gguf(gguf: Path, out: Path) -> dict:
     "Dequantise `gguf` into a float32 safetensors folder at `out`; returns the weights' hash."
     import torch
@@ -221,7 +222,7 @@ def build_cmd(argv: list[str]) -> int:
     print(f"{a.size}{'' if a.size in PRETRAINED else f' seed {a.seed}'}: {n:,} parameters at {out}")
     return 0
 
-# %% ../nbs/30_models.ipynb #19cc8405
+# %% ../nbs/30_models.ipynb #7792a0e2
 PEFT_METHODS = ("full", "lora", "dora", "qlora")
 
 def _torch_dtype(dtype):
@@ -244,6 +245,7 @@ def _enable_checkpointing(model) -> None:
     else: model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
     if hasattr(model, "enable_input_require_grads"): model.enable_input_require_grads()  # frozen embeddings + checkpointing need this
 
+# %% ../nbs/30_models.ipynb #6bb8a414
 def load_for_training(name_or_path: str | Path, method: str = "full", *, r: int = 16, alpha: int = 32,
                       dropout: float = 0.0, target_modules: str | list[str] = "all-linear", dtype=None,
                       compute_dtype="float32", gradient_checkpointing: bool = False, device_map=None,

@@ -3,7 +3,7 @@ import json, subprocess, sys, pathlib
 import pytest
 from medrepro.core import MedreproError
 from medrepro.data.records import RecordError
-from medrepro.data.unify import FunctionBackend
+from medrepro.data.llm import FunctionBackend
 from medrepro.eval.judge import judge_pairs, pair_items, parse_verdict, summarize
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))

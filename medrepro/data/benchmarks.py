@@ -57,7 +57,7 @@ BENCHMARKS = Registry("benchmark")
 
 def _add(spec: BenchmarkSpec) -> BenchmarkSpec: return BENCHMARKS.add(spec.name, spec)
 
-# %% ../../nbs/15_data.benchmarks.ipynb #72f0defd
+# %% ../../nbs/15_data.benchmarks.ipynb #d6b78d53
 MMLU_MEDICAL = ("anatomy", "clinical_knowledge", "college_biology", "college_medicine", "medical_genetics", "professional_medicine")
 CMMLU_MEDICAL = ("anatomy", "clinical_knowledge", "college_medicine", "genetics", "nutrition", "traditional_chinese_medicine", "virology")
 CEVAL_MEDICAL = ("clinical_medicine", "basic_medicine", "physician")
@@ -78,6 +78,8 @@ _add(BenchmarkSpec("medmcqa_dev", "medmcqa", "medmcqa/dev.json", "dev", "en", "m
                    fewshot="medmcqa/train.json", hub_id="openlifescienceai/medmcqa", size=4183, smoke="medmcqa/dev.json",
                    papers=("huatuogpt2", "mmedift"), metrics=("accuracy",),
                    notes="Test answers are not public, so papers report the dev (validation) split; cop base detected per file."))
+
+# %% ../../nbs/15_data.benchmarks.ipynb #f892a050
 _add(BenchmarkSpec("pubmedqa", "pubmedqa", "pubmedqa/data/ori_pqal.json", "test", "en", "pubmedqa_en", extractor="mmedbench",
                    options={"ground_truth": "test_ground_truth.json"}, path_options=("ground_truth",), size=500,
                    smoke="pubmedqa/ori_pqal.json", papers=("mmedift",), metrics=("accuracy", "f1_macro"),
@@ -97,6 +99,8 @@ _add(BenchmarkSpec("cmmlu", "cmmlu", "cmmlu/data/test", "test", "zh", "mcq_zh", 
 _add(BenchmarkSpec("ceval_medical", "ceval", "ceval/formal_ceval/val", "val", "zh", "mcq_zh", extractor="huatuo2",
                    fewshot="ceval/formal_ceval/dev", subjects=CEVAL_MEDICAL, smoke="ceval/val", smoke_fewshot="ceval/dev",
                    papers=("huatuogpt2",), metrics=("accuracy",), notes="C-Eval test answers are not public: the val split is scored."))
+
+# %% ../../nbs/15_data.benchmarks.ipynb #8c35a4fc
 _add(BenchmarkSpec("cmb", "pharmacist", "CMB/CMB-Exam/CMB-val/CMB-val-merge.json", "val", "zh", "mcq_zh", extractor="huatuo2",
                    smoke="pharmacist/cmb_val.json", papers=("huatuogpt2",), metrics=("accuracy",),
                    notes="CMB-Exam JSON has the pharmacist-exam layout (question, option, answer, question_type); test answers are not public."))
@@ -109,6 +113,7 @@ for _lang, _file in MMEDBENCH_FILES.items():
                        smoke=f"mmedbench/Test/{_file}.jsonl", papers=("mmedift",), metrics=("accuracy",),
                        notes="Multi-answer questions count only on an exact letter-set match."))
 
+# %% ../../nbs/15_data.benchmarks.ipynb #94e4546b
 BENCHMARK_GROUPS = {  # the benchmark sets each paper reports
     "huatuogpt2": ["medqa_usmle_4opt", "medqa_mcmle", "medmcqa_dev", "cmb", "cmexam_test", "mmlu_medical", "cmmlu_medical",
                    "ceval_medical", "pharmacist_2023"],

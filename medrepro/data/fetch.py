@@ -101,7 +101,7 @@ def release_of(path: str, manifest: dict[str, Release]) -> Release | None:
         if any(p.endswith("/") and _under(path, p) for p in r.files): return r
     return None
 
-# %% ../../nbs/17_data.fetch.ipynb #0c5204d0
+# %% ../../nbs/17_data.fetch.ipynb #9946ac4b
 @dataclass(frozen=True)
 class Need:
     "One file or folder a table reads: its path relative to `root`, and the parameter that names it."
@@ -136,6 +136,7 @@ def _benchmark_needs(params: dict, root: Path) -> list[Need]:
         out += [Need(f"{folder}/{s.options[k]}", base, f"benchmark {n} ({k})") for k in s.path_options]
     return out
 
+# %% ../../nbs/17_data.fetch.ipynb #bc5f23e3
 def params_needs(params: dict, root: str | Path | None = None) -> list[Need]:
     "The data files and folders a resolved parameter set reads (no duplicates, in parameter order)."
     root = Path(root) if root else data_root()

@@ -5,7 +5,7 @@
 # %% ../../nbs/14_data.format.ipynb #f82b61b6
 from __future__ import annotations
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 from ..core import MedreproError, Registry
 from .records import MCQ, Document, Pair
 from .prompts import get_template, mcq_to_pair
@@ -126,7 +126,7 @@ def questions_for_style(questions: list, style: str) -> tuple[list, int]:
     kept = [q for q in questions if (q.explanation or "").strip()]
     return kept, len(questions) - len(kept)
 
-# %% ../../nbs/14_data.format.ipynb #02787c7c
+# %% ../../nbs/14_data.format.ipynb #6a674f91
 @dataclass
 class Packed:
     "Fixed-length rows plus bookkeeping: which examples each row holds and how full rows are."
@@ -143,6 +143,7 @@ class Packed:
         "Fraction of row positions holding real tokens (not padding)."
         return 1 - self.pad_tokens / self.tokens if self.rows else 0.0
 
+# %% ../../nbs/14_data.format.ipynb #5c2c2acc
 def _new_row() -> dict[str, list[int]]: return {"input_ids": [], "labels": [], "position_ids": []}
 
 def _fill(ex: dict, i: int, rows: list, members: list, seq_len: int, split: bool) -> None:

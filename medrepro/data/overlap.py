@@ -4,7 +4,7 @@
 
 # %% ../../nbs/16_data.overlap.ipynb #812eedad
 from __future__ import annotations
-import json, re, sys, unicodedata
+import json, re, unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -33,7 +33,7 @@ def record_text(rec: Any, include_options: bool = False) -> str:
     if isinstance(rec, Document): return rec.text
     raise MedreproError(f"cannot take the text of a {type(rec).__name__}")
 
-# %% ../../nbs/16_data.overlap.ipynb #5032452c
+# %% ../../nbs/16_data.overlap.ipynb #e3b33d3e
 @dataclass
 class OverlapResult:
     "Per-benchmark contamination counts and examples."
@@ -49,6 +49,7 @@ def _grams(toks: list[str], n: int, min_tokens: int) -> list[tuple[str, ...]]:
     if len(toks) >= n: return [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
     return [tuple(toks)] if len(toks) >= min_tokens else []
 
+# %% ../../nbs/16_data.overlap.ipynb #58eeb4a1
 def ngram_overlap(train: Iterable[Any], benchmarks: Mapping[str, Sequence[MCQ]], n: int = 13, min_tokens: int = 8,
                   max_examples: int = 5, include_options: bool = False) -> OverlapResult:
     "Flag benchmark questions that share an n-gram (or, if shorter, their whole text) with any training record."

@@ -5,7 +5,7 @@
 # %% ../../nbs/14a_data.prompts.ipynb #e429bbc0
 from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Sequence
+from typing import Sequence
 from ..core import MedreproError, Registry, params_hash
 from .records import MCQ, Pair, RecordError
 
@@ -38,7 +38,7 @@ class PromptTemplate:
 
 PROMPTS = Registry("prompt template")
 
-# %% ../../nbs/14a_data.prompts.ipynb #a02716f2
+# %% ../../nbs/14a_data.prompts.ipynb #17f8ba8f
 def _add(t: PromptTemplate) -> PromptTemplate: return PROMPTS.add(t.name, t)
 
 _add(PromptTemplate(
@@ -55,6 +55,8 @@ _add(PromptTemplate(
     conclusion="所以答案是{answer}。"))
 for _t in ("mcq_en", "mcq_zh"):  # the same wording without the instruction: MiniMed's exams, where every token costs CPU time
     _add(replace(PROMPTS.get(_t), name=f"{_t}_short", instruction=""))
+
+# %% ../../nbs/14a_data.prompts.ipynb #7dcb1d51
 _add(PromptTemplate(
     name="pubmedqa_en", language="en",
     instruction="Answer the biomedical research question using the abstract. Choose yes, no or maybe.",
@@ -85,6 +87,7 @@ _add(PromptTemplate(
     answer_cue="Ответ:", delimiter=" ", explanation_label="Объяснение:",
     conclusion="Следовательно, ответ {answer}."))
 
+# %% ../../nbs/14a_data.prompts.ipynb #05c14c50
 def get_template(template: str | PromptTemplate) -> PromptTemplate:
     "A registered template by name (unknown names fail with close matches), or the template itself."
     return template if isinstance(template, PromptTemplate) else PROMPTS.get(template)

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/11_data.sources.ipynb #62f59ac0
 from __future__ import annotations
-import csv, inspect, io, json, re, sys, unicodedata
+import csv, inspect, io, json, re, unicodedata
 from contextvars import ContextVar
 from collections import Counter
 from dataclasses import dataclass, field

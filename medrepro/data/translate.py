@@ -12,7 +12,7 @@ from typing import Sequence
 from ..core import MedreproError, read_jsonl, save_json
 from ..cli import cli_parser, nonneg_float, nonneg_int, positive_int, unit_float
 from .records import MCQ, Document, Pair
-from .llm import LLMBackend, add_backend_args, backend_from_args, get_backend
+from .llm import LLMBackend, add_backend_args, backend_from_args
 from .sources import LOADERS
 from .pipeline import (Ask, Outcome, PipelineResult, add_run_args, check_output, chunk_size_of,
                                     command_params, finish, pipeline_result, read_inputs, rejected_path, run_chains,

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 from ..core import MedreproError
 from ..cli import cli_parser, nonneg_int, positive_int
 from .records import MCQ, Document, Pair, RecordError, parse_letters
-from .llm import FunctionBackend, LLMBackend, add_backend_args, backend_from_args, get_backend
+from .llm import LLMBackend, add_backend_args, backend_from_args
 from .sources import LOADERS
 from .pipeline import (Ask, Outcome, PipelineResult, add_run_args, check_output, chunk_size_of,
                                     command_params, finish, pipeline_result, read_inputs, run_chains, run_pipeline)

@@ -122,7 +122,7 @@ def summarize(samples: Sequence[dict], n_boot: int = 1000, seed: int = 0) -> dic
     out["mean_points_a"] = float(np.mean([s["points_a"] for s in judged])) if judged else float("nan")
     return out
 
-# %% ../../nbs/41_eval.judge.ipynb #25c2c233
+# %% ../../nbs/41_eval.judge.ipynb #2064dc22
 _ANSWER = re.compile(r"\[(?:Answer |回答)(1|2)\]\n(.*?)\n\[(?:End of answer |回答)\1(?:结束)?\]", re.S)
 
 def length_judge(messages: list[dict]) -> str:
@@ -137,7 +137,7 @@ def judge_backend(kind: str, model: str, **kw) -> LLMBackend:
     "The judge's backend: `get_backend`, where kind 'function' also knows the stand-ins of `JUDGES` by name."
     return get_backend(kind, JUDGES.get(model, model) if kind == "function" else model, **kw)
 
-# %% ../../nbs/41_eval.judge.ipynb #634b2753
+# %% ../../nbs/41_eval.judge.ipynb #17d23ba9
 def _read_answers(path: str | Path) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for n, row in enumerate(read_jsonl(path), 1):
@@ -156,6 +156,7 @@ def pair_items(a: dict[str, dict], b: dict[str, dict], questions: dict[str, str]
         items.append({"id": i, "question": q, "a": str(a[i]["output"] or ""), "b": str(b[i]["output"] or "")})
     return items
 
+# %% ../../nbs/41_eval.judge.ipynb #9329cdb7
 def judge_cmd(argv: list[str]) -> int:
     "CLI: pairwise LLM-judge comparison of two systems' answers."
     p = cli_parser("eval judge", "Compare two systems' answers with an LLM judge, in both orders.")
