@@ -5,9 +5,11 @@ Usage: nice .venv/bin/python bench/bench_minimed.py [--seeds 0,1,2] [--root DIR]
 The tables are the params files' `mini:` blocks (`mini_tables()`). A table with `more_seeds` (MMed-IFT's ablation)
 also runs its own conditions on further seeds; they are recorded under "more_seeds" and its block is read from them.
 
-The numbers repeat exactly on the same machine with the same --threads (and the base run's `base_threads`); on
-another CPU they differ within the intervals (floating-point kernels round differently), and the findings' verdicts
-are what should hold. Record the machine with --note when you publish a results file.
+The numbers repeat exactly on the same machine with the same --threads (and the base run's `base_threads`). On
+another CPU they differ (floating-point kernels round differently, and training from scratch carries that into the
+model), by more than a few points on single seeds, and a finding whose interval is narrow can flip: compare a run
+with the results file of its own machine. The file records the CPU model and torch's kernel level for that reason;
+add what else ran on the machine with --note.
 
 Without --root every step (world, base model, continual training, conditions) runs from scratch in a fresh
 temporary folder, so the total time includes the shared steps once. Timings depend on the machine's load: say
@@ -16,6 +18,15 @@ what the machine was doing when you quote them (the file records the load averag
 import argparse, json, os, platform, sys, tempfile, time
 from dataclasses import replace
 from pathlib import Path
+
+
+def cpu_model() -> str:
+    "The CPU's model name (Linux /proc/cpuinfo; elsewhere what `platform` knows): results are only comparable on one."
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"): return line.split(":", 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> int:
@@ -51,6 +62,7 @@ def main(argv=None) -> int:
         "benchmark": "minimed mini tier: all conditions; the base model once for all seeds, the other shared steps once per seed",
         "seeds": seeds, "seconds_total": round(total, 1),
         "machine": {"cpus": os.cpu_count(), "threads": a.threads, "workers": a.workers or os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+                    "cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                     "loadavg_before": [round(x, 2) for x in load0], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
                     "note": a.note},
         "conditions": s,  # per condition and metric: mean, 95% interval and the per-seed values (paired verdicts need them)

@@ -326,3 +326,28 @@ def test_sft_share_mini_block_is_the_one_stage_mix(tmp_path, monkeypatch):
     assert list(block["source_counts"].items()) == list(counts.items())  # sources listed in the run's order
     assert block["priorities"] == pr and block["seed"] == 0
     assert (block["sft_epochs"], block["domain_epochs"]) == (c.one_stage_sft_epochs, c.one_stage_domain_epochs)
+
+
+def _tool(name: str):
+    import importlib.util, pathlib
+    path = pathlib.Path(__file__).resolve().parent.parent / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"medrepro_tool_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_compare_minimed_gaps_and_the_two_recorded_machines(capsys):
+    # the per-seed gap is taken over the seeds and conditions both files ran, as an absolute difference
+    cmp = _tool("compare_minimed")
+    a = {"per_seed": {"0": {"ct_ft": {"medical": 0.5}, "base": {"medical": 0.3}}, "1": {"ct_ft": {"medical": 0.4}}}}
+    b = {"per_seed": {"0": {"ct_ft": {"medical": 0.42}}, "1": {"ct_ft": {"medical": 0.45}}, "2": {"ct_ft": {"medical": 0.9}}}}
+    assert cmp.seed_gaps(a, b, "medical") == pytest.approx({"ct_ft": 0.08})
+    # the same code on two CPUs: the docs say some verdicts differ between the two recorded files; this keeps them honest
+    import pathlib
+    res = pathlib.Path(__file__).resolve().parent.parent / "bench" / "results"
+    assert cmp.main([str(res / "minimed.json"), str(res / "minimed_epyc.json")]) == 1
+    out = capsys.readouterr().out
+    flipped = [l for l in out.splitlines() if l.startswith("!!")]
+    assert any("mmedift/ablation" in l for l in flipped) and any("forgets less general knowledge" in l for l in flipped)
+    assert "AMD EPYC" in out  # the second file names its CPU
