@@ -124,3 +124,10 @@ def test_report_command(tmp_path, capsys):
     assert "report.html" in capsys.readouterr().out
     page = (tmp_path / "smoke" / "report.html").read_text()
     assert "p1 / t1" in page and "demo / ok" in page  # a run found on disk and a known table not run
+
+
+def test_every_tier_has_a_note_for_readers():
+    """A report of any tier opens with what its numbers can and cannot show."""
+    from medrepro.core import TIERS
+    from medrepro.report import TIER_NOTES
+    assert set(TIERS) <= set(TIER_NOTES), set(TIERS) - set(TIER_NOTES)
