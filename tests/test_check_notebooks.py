@@ -40,19 +40,18 @@ def test_the_last_export_needs_an_example_too(tmp_path):
     assert a.no_example == [(1, "A")]
 
 
-def test_the_command_fails_on_a_problem_and_honours_the_allow_list_and_debt(tmp_path, monkeypatch):
+def test_the_command_fails_on_a_problem_and_passes_once_it_is_fixed(tmp_path):
     bad = [("code", "#| default_exp x"), ("code", "#| export\ndef f(): return 1")]
     _nb(tmp_path / "nbs" / "33_x.ipynb", bad)
-    run = lambda: subprocess.run([sys.executable, str(ROOT / "tools" / "check_notebooks.py"), "--root", str(tmp_path)],
-                                 capture_output=True, text=True)
+    run = lambda *a: subprocess.run([sys.executable, str(ROOT / "tools" / "check_notebooks.py"), "--root", str(tmp_path), *a],
+                                    capture_output=True, text=True)
     out = run()
     assert out.returncode == 1 and "33_x.ipynb: cell 1 (f) has no example" in out.stdout
-    (tmp_path / "nbs" / "33_x.ipynb").unlink()
-    _nb(tmp_path / "nbs" / "40b_eval.generate.ipynb", bad)  # on the allow-list: reported in the table, not failed
-    out = run()
-    assert out.returncode == 0 and cn.exemption("40b_eval.generate.ipynb") and not cn.exemption("41_eval.judge.ipynb")
-    monkeypatch.setattr(cn, "DEBT", {"33_x.ipynb": 1})
-    _nb(tmp_path / "nbs" / "33_x.ipynb", bad)
-    assert cn.main(["--root", str(tmp_path)]) == 0  # within its debt
-    _nb(tmp_path / "nbs" / "33_x.ipynb", bad + [("code", "#| export\ndef g(): return 1")])
-    assert cn.main(["--root", str(tmp_path)]) == 1  # one more than its debt
+    _nb(tmp_path / "nbs" / "40b_eval.generate.ipynb", bad)  # no notebook is exempt, whatever its name
+    out = run("--table")
+    assert out.returncode == 1 and "40b_eval.generate.ipynb: cell 1 (f) has no example" in out.stdout
+    assert "exempt" not in out.stdout and not hasattr(cn, "ALLOW") and not hasattr(cn, "DEBT")
+    for name in ("33_x.ipynb", "40b_eval.generate.ipynb"): _nb(tmp_path / "nbs" / name, bad + [("code", "assert f() == 1")])
+    assert cn.main(["--root", str(tmp_path)]) == 0
+    _nb(tmp_path / "nbs" / "33_x.ipynb", bad + [("code", "assert f() == 1"), ("code", "#| export\ndef g(): return 1")])
+    assert cn.main(["--root", str(tmp_path)]) == 1  # one more export without its example

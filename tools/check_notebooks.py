@@ -1,6 +1,6 @@
 """Fail if a library notebook stops reading like a tutorial: an export cell longer than a screen, or one with no example.
 
-    python tools/check_notebooks.py            # problems only; exit status 1 if any outside the allow-list
+    python tools/check_notebooks.py            # problems only; exit status 1 if there are any
     python tools/check_notebooks.py --table    # also one line per library notebook: export cells, longest, without example
 
 A library notebook is one with `#| default_exp`. An export cell (`#| export`, `exports`, `exporti`) counts as a screen
@@ -9,30 +9,11 @@ cell: a code cell that is not an export and holds code, not only comments (markd
 cell that only imports needs no example: there is nothing of its own to show.
 """
 from __future__ import annotations
-import argparse, fnmatch, json, re, sys
+import argparse, json, re, sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 MAX_LINES = 45  # one screen of a notebook; longer cells are read as scrolling code, not as a step of a tutorial
-
-# Notebooks exempt from the check, each with why. Shrink this list; never add to it to make a red check green.
-ALLOW = {
-    # The evaluation engine's notebook is being split into several notebooks (extraction, log-likelihood,
-    # generation, orchestration) on another branch; the split notebooks come under the check as they land.
-    "40*_eval.*.ipynb": "evaluation engine being split into several notebooks",
-}
-
-# Notebooks not yet split, each with the number of problems it may still have and why. The check fails when a notebook
-# has more; when it has fewer, it says so, and the number here must come down with the fix. Never raise a number.
-DEBT = {
-    # Reworked on a parallel branch (loaders' quirks, CLI validation, endpoint failure, pipelining); splitting their
-    # cells at the same time would turn that merge into a rewrite. They come under the check once it has landed.
-    "11_data.sources.ipynb": 16,
-    "12_data.unify.ipynb": 2,
-    "12a_data.llm.ipynb": 7,
-    "12b_data.pipeline.ipynb": 9,
-    "13_data.translate.ipynb": 3,
-}
 
 _IMPORT = re.compile(r"^(from\s+\S+\s+)?import\s")
 _EXPORT = re.compile(r"^#\|\s*export[si]?\b", re.M)
@@ -97,11 +78,6 @@ def audit(path: Path) -> Audit | None:
     return a
 
 
-def exemption(name: str) -> str | None:
-    "Why a notebook is exempt, or None."
-    return next((why for pat, why in ALLOW.items() if fnmatch.fnmatch(name, pat)), None)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent, help="repository root")
@@ -110,15 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     audits = [a for nb in sorted((args.root / "nbs").glob("*.ipynb")) if (a := audit(nb))]
     if args.table:
         print(f"{'notebook':34} {'exports':>7} {'longest':>7} {'no example':>10}")
-        for a in audits:
-            why = exemption(a.name)
-            print(f"{a.name:34} {a.n_export:7} {a.longest:7} {len(a.no_example):10}" + (f"  (exempt: {why})" if why else ""))
-    failed = []
-    for a in audits:
-        if exemption(a.name): continue
-        allowed, got = DEBT.get(a.name, 0), len(a.problems)
-        if got > allowed: failed += a.problems + ([f"{a.name}: {got} problems, its DEBT allows {allowed}"] if allowed else [])
-        elif got < allowed: print(f"{a.name}: {got} problems, fewer than its DEBT of {allowed}: lower DEBT to {got}")
+        for a in audits: print(f"{a.name:34} {a.n_export:7} {a.longest:7} {len(a.no_example):10}")
+    failed = [msg for a in audits for msg in a.problems]
     for msg in failed: print(msg)
     return 1 if failed else 0
 

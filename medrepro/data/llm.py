@@ -13,6 +13,7 @@ from pathlib import Path
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import urlsplit
+from fastcore.basics import patch
 from ..core import MedreproError, Registry, UsageError, canonical_json, home_dir
 from ..cli import http_url, nonneg_float, nonneg_int, positive_float, positive_int
 from ..models import load_causal_lm, load_tokenizer
@@ -93,7 +94,7 @@ class ChatCache:
     def close(self) -> None: self._db.close()
     def __repr__(self) -> str: return f"ChatCache({str(self.path)!r}, {len(self)} replies)"
 
-# %% ../../nbs/12a_data.llm.ipynb #444abd96
+# %% ../../nbs/12a_data.llm.ipynb #5c39109a
 def _approx_tokens(text: str) -> int:
     "A rough token count (4 characters a token) for backends that report none."
     return max(1, math.ceil(len(text) / 4)) if text else 0
@@ -122,45 +123,9 @@ class LLMBackend:
         with self._lock: self.halted = self.halted or reason
         self._halt.set()
 
-    def chat_many(self, conversations: Sequence[Sequence[dict]], *, max_tokens: int = 512, temperature: float = 0.0,
-                  seed: int | None = None,                   # sampling seed; part of the cache key
-                  on_result: Callable[[int, ChatResult], None] | None = None  # called as each item completes
-                  ) -> list[ChatResult]:
-        "Replies to `conversations`, in order; cached ones are not requested again."
-        params = {"max_tokens": int(max_tokens), "temperature": float(temperature), "seed": seed}
-        keys = [cache_key(self.namespace, c, params) for c in conversations]
-        hits = self.cache.get_many(keys) if self.cache is not None else {}
-        results: list[ChatResult | None] = [None] * len(keys)
-        for i, k in enumerate(keys):
-            if k in hits:
-                results[i] = ChatResult(hits[k][0], None, True, hits[k][1], 0)
-                if on_result: on_result(i, results[i])
-        with self._lock: self.usage.cached += sum(r is not None for r in results)
-        todo: dict[str, list[int]] = {}                    # one request per distinct key
-        for i, k in enumerate(keys):
-            if results[i] is None: todo.setdefault(k, []).append(i)
-        uniq = list(todo)
-        for j, res in self._generate([list(conversations[todo[k][0]]) for k in uniq], params):
-            self._account(res)
-            if res.ok and self.cache is not None: self.cache.put(uniq[j], res.text, res.usage)
-            for i in todo[uniq[j]]:
-                results[i] = res
-                if on_result: on_result(i, res)
-        return results
-
     def chat(self, messages: Sequence[dict], **kw) -> ChatResult:
         "Reply to one conversation (see `chat_many`)."
         return self.chat_many([messages], **kw)[0]
-
-    def _account(self, r: ChatResult) -> None:
-        with self._lock:
-            u = self.usage
-            u.requests += r.attempts; u.retries += max(0, r.attempts - 1)
-            if r.ok: u.succeeded += 1
-            else: u.failed += 1
-            p, c = int(r.usage.get("prompt_tokens", 0) or 0), int(r.usage.get("completion_tokens", 0) or 0)
-            u.prompt_tokens += p; u.completion_tokens += c
-            u.cost += (p * self.price_per_mtok[0] + c * self.price_per_mtok[1]) / 1e6
 
     def _generate(self, conversations: list[list[dict]], params: dict) -> Iterator[tuple[int, ChatResult]]:
         raise NotImplementedError
@@ -174,6 +139,45 @@ class LLMBackend:
         if self.cache is not None: self.cache.close()
 
     def __repr__(self) -> str: return f"{type(self).__name__}({self.model!r}, concurrency={self.concurrency})"
+
+# %% ../../nbs/12a_data.llm.ipynb #5fea9591
+@patch
+def chat_many(self: LLMBackend, conversations: Sequence[Sequence[dict]], *, max_tokens: int = 512, temperature: float = 0.0,
+              seed: int | None = None,                   # sampling seed; part of the cache key
+              on_result: Callable[[int, ChatResult], None] | None = None  # called as each item completes
+              ) -> list[ChatResult]:
+    "Replies to `conversations`, in order; cached ones are not requested again."
+    params = {"max_tokens": int(max_tokens), "temperature": float(temperature), "seed": seed}
+    keys = [cache_key(self.namespace, c, params) for c in conversations]
+    hits = self.cache.get_many(keys) if self.cache is not None else {}
+    results: list[ChatResult | None] = [None] * len(keys)
+    for i, k in enumerate(keys):
+        if k in hits:
+            results[i] = ChatResult(hits[k][0], None, True, hits[k][1], 0)
+            if on_result: on_result(i, results[i])
+    with self._lock: self.usage.cached += sum(r is not None for r in results)
+    todo: dict[str, list[int]] = {}                    # one request per distinct key
+    for i, k in enumerate(keys):
+        if results[i] is None: todo.setdefault(k, []).append(i)
+    uniq = list(todo)
+    for j, res in self._generate([list(conversations[todo[k][0]]) for k in uniq], params):
+        self._account(res)
+        if res.ok and self.cache is not None: self.cache.put(uniq[j], res.text, res.usage)
+        for i in todo[uniq[j]]:
+            results[i] = res
+            if on_result: on_result(i, res)
+    return results
+
+@patch
+def _account(self: LLMBackend, r: ChatResult) -> None:
+    with self._lock:
+        u = self.usage
+        u.requests += r.attempts; u.retries += max(0, r.attempts - 1)
+        if r.ok: u.succeeded += 1
+        else: u.failed += 1
+        p, c = int(r.usage.get("prompt_tokens", 0) or 0), int(r.usage.get("completion_tokens", 0) or 0)
+        u.prompt_tokens += p; u.completion_tokens += c
+        u.cost += (p * self.price_per_mtok[0] + c * self.price_per_mtok[1]) / 1e6
 
 # %% ../../nbs/12a_data.llm.ipynb #3ebafee8
 class FunctionBackend(LLMBackend):
@@ -254,7 +258,7 @@ def _server_message(raw: bytes) -> str:
     msg = err.get("message") if isinstance(err, dict) else err
     return str(msg) if msg else text
 
-# %% ../../nbs/12a_data.llm.ipynb #b9d3f0a5
+# %% ../../nbs/12a_data.llm.ipynb #309b12bd
 REQUEST_PRIORITY: contextvars.ContextVar[float | None] = contextvars.ContextVar("medrepro_request_priority", default=None)
 
 @contextmanager
@@ -280,6 +284,7 @@ class _Gate:
             if self._waiting: heapq.heappop(self._waiting)[2].set()
             else: self.free += 1
 
+# %% ../../nbs/12a_data.llm.ipynb #73d3c2a1
 class _Call:
     "One copy of a request in flight; `cut` closes its connection (race decided, or the deadline passed)."
     def __init__(self): self.conn, self.aborted, self.expired, self._lock = None, False, False, threading.Lock()
@@ -304,7 +309,7 @@ class _Call:
 class _Aborted(Exception): pass  # a copy cut because the race was decided: not a failure of the endpoint
 class _Halted(Exception): pass   # the backend halted while the request waited for a slot
 
-# %% ../../nbs/12a_data.llm.ipynb #ad14d850
+# %% ../../nbs/12a_data.llm.ipynb #3475c9af
 HEDGE_FLOOR = 0.1  # seconds: below this, a "slow" request is scheduler noise, not a stall worth a copy
 RETRY_BASE_DELAY = 0.5  # seconds: the OpenAI Python client's initial retry delay; the last failures of a run wait it out
 
@@ -345,171 +350,189 @@ class OpenAIBackend(LLMBackend):
         self._gate, self._extra = _Gate(self.concurrency), threading.Semaphore(self.max_hedges)
         self._consecutive, self._latency, self._recent = 0, deque(maxlen=200), deque(maxlen=50)
 
-    def describe(self) -> dict:
-        return {**super().describe(), "base_url": self.base_url, "api_key_env": self.api_key_env,
-                "key_present": self.key_present, "timeout": self.timeout, "max_retries": self.max_retries,
-                "max_consecutive_failures": self.max_consecutive_failures}
-
     def _clean(self, text: str) -> str: return clip(mask_secrets(str(text), self._secrets))
 
-    def _take_conn(self) -> http.client.HTTPConnection:
-        "An idle keep-alive connection, or a new one (about `concurrency` of them live at once)."
-        with self._lock:
-            if self._idle: return self._idle.pop()
-        cls = http.client.HTTPSConnection if self._u.scheme == "https" else http.client.HTTPConnection
-        return cls(self._u.hostname, self._u.port, timeout=self.timeout)
+# %% ../../nbs/12a_data.llm.ipynb #b39143af
+@patch
+def _take_conn(self: OpenAIBackend) -> http.client.HTTPConnection:
+    "An idle keep-alive connection, or a new one (about `concurrency` of them live at once)."
+    with self._lock:
+        if self._idle: return self._idle.pop()
+    cls = http.client.HTTPSConnection if self._u.scheme == "https" else http.client.HTTPConnection
+    return cls(self._u.hostname, self._u.port, timeout=self.timeout)
 
-    def _give_conn(self, conn: http.client.HTTPConnection) -> None:
-        with self._lock: self._idle.append(conn)
+@patch
+def _give_conn(self: OpenAIBackend, conn: http.client.HTTPConnection) -> None:
+    with self._lock: self._idle.append(conn)
 
-    def _hedge_time(self) -> float | None:
-        "Seconds before a copy races a request: twice the 95th-percentile latency of recent answers (at least `HEDGE_FLOOR`); inf: never; None: not known yet."
-        if self.hedge_after is not None: return self.hedge_after or math.inf
-        if self.max_hedges < 1: return math.inf
-        with self._lock: lat = sorted(self._latency)
-        if len(lat) < 20: return None  # too few answers to know what is slow
-        t = max(HEDGE_FLOOR, 2 * lat[int(0.95 * (len(lat) - 1))])  # a copy for about one request in a few hundred
-        return t if t < self.timeout else math.inf
+@patch
+def _hedge_time(self: OpenAIBackend) -> float | None:
+    "Seconds before a copy races a request: twice the 95th-percentile latency of recent answers (at least `HEDGE_FLOOR`); inf: never; None: not known yet."
+    if self.hedge_after is not None: return self.hedge_after or math.inf
+    if self.max_hedges < 1: return math.inf
+    with self._lock: lat = sorted(self._latency)
+    if len(lat) < 20: return None  # too few answers to know what is slow
+    t = max(HEDGE_FLOOR, 2 * lat[int(0.95 * (len(lat) - 1))])  # a copy for about one request in a few hundred
+    return t if t < self.timeout else math.inf
 
-    def _connected(self, ok: bool, error: str = "") -> None:
-        "Count connection failures in a row; halt after `max_consecutive_failures` of them."
-        with self._lock:
-            self._consecutive = 0 if ok else self._consecutive + 1
-            trip = not ok and self._consecutive >= self.max_consecutive_failures
-        if trip:
-            self.halt(f"endpoint {self.base_url} unreachable: {self._consecutive} connection failures in a row "
-                      f"with no answer (last: {error})")
+@patch
+def _connected(self: OpenAIBackend, ok: bool, error: str = "") -> None:
+    "Count connection failures in a row; halt after `max_consecutive_failures` of them."
+    with self._lock:
+        self._consecutive = 0 if ok else self._consecutive + 1
+        trip = not ok and self._consecutive >= self.max_consecutive_failures
+    if trip:
+        self.halt(f"endpoint {self.base_url} unreachable: {self._consecutive} connection failures in a row "
+                  f"with no answer (last: {error})")
 
-    def _post(self, body: bytes, call: _Call) -> tuple[str, dict]:
-        "One HTTP exchange on a pooled connection; raises _Retryable, _Fatal, or _Aborted once `call` is cut."
-        conn, t0 = self._take_conn(), time.monotonic()
-        if not call.attach(conn): self._give_conn(conn); raise _Aborted()
-        # the socket timeout bounds each read; this watchdog bounds the whole request (a server that trickles bytes)
-        timer = threading.Timer(self.timeout, call.cut, kwargs={"expired": True}); timer.daemon = True; timer.start()
-        try:
-            conn.request("POST", f"{self._u.path}/chat/completions", body=body, headers=self._headers)
-            resp = conn.getresponse()
-            raw = resp.read()
-        except (TimeoutError, socket.timeout, http.client.HTTPException, ConnectionError, OSError) as e:  # refused, reset, cut
-            call.detach(); conn.close()
-            if call.aborted: raise _Aborted() from e
-            if call.expired or isinstance(e, (TimeoutError, socket.timeout)):
-                self._connected(False, "timeout")
-                raise _Retryable(f"timeout after {self.timeout:g}s", kind="timeout") from e
-            self._connected(False, f"{type(e).__name__}: {e}")
-            raise _Retryable(f"connection error: {type(e).__name__}: {e}", kind=f"connection:{type(e).__name__}") from e
-        finally: timer.cancel()
-        if not call.detach():  # cut just as the reply completed: the connection is gone
-            conn.close()
-            if call.aborted: raise _Aborted()
-            self._connected(False, "timeout"); raise _Retryable(f"timeout after {self.timeout:g}s", kind="timeout")
-        self._connected(True)  # any HTTP answer, even an error, shows the endpoint is there
-        if resp.getheader("Connection", "").lower() == "close": conn.close()
-        else: self._give_conn(conn)
-        if resp.status != 200:
-            detail = _server_message(raw)
-            if resp.status in (408, 429) or resp.status >= 500:
-                raise _Retryable(f"HTTP {resp.status}: {detail}", _parse_retry_after(resp.getheader("Retry-After")), f"http:{resp.status}")
-            need = f" (is ${self.api_key_env} set?)" if self.api_key_env else " (the server wants a key: pass --api-key-env)"
-            hint = {401: need, 403: need, 404: " (check --base-url and --model)"}.get(resp.status, "")
-            raise _Fatal(f"HTTP {resp.status}: {detail}{hint}", resp.status)
-        try: data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise _Retryable(f"response is not JSON: {raw[:400].decode('utf-8', 'replace')}", kind="not_json") from e
-        out = _reply_text(data)
-        with self._lock: self._latency.append(time.monotonic() - t0)
-        return out
+# %% ../../nbs/12a_data.llm.ipynb #041d22a0
+@patch
+def _post(self: OpenAIBackend, body: bytes, call: _Call) -> tuple[str, dict]:
+    "One HTTP exchange on a pooled connection; raises _Retryable, _Fatal, or _Aborted once `call` is cut."
+    conn, t0 = self._take_conn(), time.monotonic()
+    if not call.attach(conn): self._give_conn(conn); raise _Aborted()
+    # the socket timeout bounds each read; this watchdog bounds the whole request (a server that trickles bytes)
+    timer = threading.Timer(self.timeout, call.cut, kwargs={"expired": True}); timer.daemon = True; timer.start()
+    try:
+        conn.request("POST", f"{self._u.path}/chat/completions", body=body, headers=self._headers)
+        resp = conn.getresponse()
+        raw = resp.read()
+    except (TimeoutError, socket.timeout, http.client.HTTPException, ConnectionError, OSError) as e:  # refused, reset, cut
+        call.detach(); conn.close()
+        if call.aborted: raise _Aborted() from e
+        if call.expired or isinstance(e, (TimeoutError, socket.timeout)):
+            self._connected(False, "timeout")
+            raise _Retryable(f"timeout after {self.timeout:g}s", kind="timeout") from e
+        self._connected(False, f"{type(e).__name__}: {e}")
+        raise _Retryable(f"connection error: {type(e).__name__}: {e}", kind=f"connection:{type(e).__name__}") from e
+    finally: timer.cancel()
+    if not call.detach():  # cut just as the reply completed: the connection is gone
+        conn.close()
+        if call.aborted: raise _Aborted()
+        self._connected(False, "timeout"); raise _Retryable(f"timeout after {self.timeout:g}s", kind="timeout")
+    self._connected(True)  # any HTTP answer, even an error, shows the endpoint is there
+    if resp.getheader("Connection", "").lower() == "close": conn.close()
+    else: self._give_conn(conn)
+    if resp.status != 200:
+        detail = _server_message(raw)
+        if resp.status in (408, 429) or resp.status >= 500:
+            raise _Retryable(f"HTTP {resp.status}: {detail}", _parse_retry_after(resp.getheader("Retry-After")), f"http:{resp.status}")
+        need = f" (is ${self.api_key_env} set?)" if self.api_key_env else " (the server wants a key: pass --api-key-env)"
+        hint = {401: need, 403: need, 404: " (check --base-url and --model)"}.get(resp.status, "")
+        raise _Fatal(f"HTTP {resp.status}: {detail}{hint}", resp.status)
+    try: data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise _Retryable(f"response is not JSON: {raw[:400].decode('utf-8', 'replace')}", kind="not_json") from e
+    out = _reply_text(data)
+    with self._lock: self._latency.append(time.monotonic() - t0)
+    return out
 
-    def _backoff(self, attempt: int, e: _Retryable) -> float:
-        "Seconds before retry `attempt + 1`: the server's Retry-After, else full jitter: uniform in [0, base_delay * 2**k)."
-        if e.retry_after is not None: return min(e.retry_after, self.max_wait)
-        with self._lock: failing = len(self._recent) >= 10 and sum(self._recent) >= 0.25 * len(self._recent)
-        # k grows with the attempt only when the server says it is overloaded (429) or fails as a whole: an isolated
-        # error among successes is not overload, and a long wait for it would only leave one input behind at the end
-        k = attempt if failing or e.kind == "http:429" else 0
-        return random.uniform(0, min(self.max_wait, self.base_delay * 2 ** k))
+# %% ../../nbs/12a_data.llm.ipynb #5c10ed8d
+@patch
+def _backoff(self: OpenAIBackend, attempt: int, e: _Retryable) -> float:
+    "Seconds before retry `attempt + 1`: the server's Retry-After, else full jitter: uniform in [0, base_delay * 2**k)."
+    if e.retry_after is not None: return min(e.retry_after, self.max_wait)
+    with self._lock: failing = len(self._recent) >= 10 and sum(self._recent) >= 0.25 * len(self._recent)
+    # k grows with the attempt only when the server says it is overloaded (429) or fails as a whole: an isolated
+    # error among successes is not overload, and a long wait for it would only leave one input behind at the end
+    k = attempt if failing or e.kind == "http:429" else 0
+    return random.uniform(0, min(self.max_wait, self.base_delay * 2 ** k))
 
-    def _attempt(self, body: bytes, key: float, sent: list[int]) -> tuple[str, dict]:
-        "One attempt: wait for a slot and send; whenever the newest copy outlives the hedge deadline, race another."
-        self._gate.acquire(key)
-        live: list[tuple[_Call, Any]] = []  # copies in flight, oldest first; the newest one holds the slot
+# %% ../../nbs/12a_data.llm.ipynb #7fddc0fb
+@patch
+def _attempt(self: OpenAIBackend, body: bytes, key: float, sent: list[int]) -> tuple[str, dict]:
+    "One attempt: wait for a slot and send; whenever the newest copy outlives the hedge deadline, race another."
+    self._gate.acquire(key)
+    live: list[tuple[_Call, Any]] = []  # copies in flight, oldest first; the newest one holds the slot
+    try:
+        if self._halt.is_set(): raise _Halted()
+        while True:
+            call = _Call(); live.append((call, self._posts.submit(self._post, body, call))); sent[0] += 1
+            if (won := self._race(live, time.monotonic())) is not None: return won
+            # the newest copy stalled: it runs on beyond `concurrency` on the ticket `_race` took; a new copy gets the slot
+            live[-1][1].add_done_callback(lambda _: self._extra.release())
+            with self._lock: self.usage.transient["hedged"] = self.usage.transient.get("hedged", 0) + 1
+    finally: self._gate.release()
+
+@patch
+def _race(self: OpenAIBackend, live: list, t0: float) -> tuple[str, dict] | None:
+    "The first answer of the copies in `live` (the others are cut); the newest copy's error; or None: time for another copy."
+    hedge = True
+    while True:
+        d = self._hedge_time() if hedge else math.inf
+        left = HEDGE_FLOOR if d is None else None if d == math.inf else t0 + d - time.monotonic()
+        if left is not None and left <= 0:
+            if not self._halt.is_set() and self._extra.acquire(blocking=False): return None
+            hedge = False; continue  # no room beyond `concurrency`: this attempt waits its copies out
+        wait([f for _, f in live], timeout=left, return_when=FIRST_COMPLETED)
+        for call, f in list(live):
+            if not f.done(): continue
+            if f.exception() is None or f is live[-1][1]:  # an answer, or the newest copy failed: the race is over
+                for other, g in live:
+                    if g is not f: other.cut()
+                return f.result()
+            live.remove((call, f))  # an older, stalled copy failed: the newer ones race on
+
+# %% ../../nbs/12a_data.llm.ipynb #14f370c7
+@patch
+def _request(self: OpenAIBackend, messages: list[dict], params: dict, key: float) -> ChatResult:
+    "One conversation, retried on transient failures; masked errors; nothing sent once the backend halted."
+    body = {"model": self.model, "messages": messages, self.max_tokens_field: params["max_tokens"],
+            "temperature": params["temperature"], **self.extra_body}
+    if params.get("seed") is not None: body["seed"] = params["seed"]
+    payload, last, sent = json.dumps(body, ensure_ascii=False).encode(), "", [0]
+    for attempt in range(self.max_retries + 1):
         try:
             if self._halt.is_set(): raise _Halted()
-            while True:
-                call = _Call(); live.append((call, self._posts.submit(self._post, body, call))); sent[0] += 1
-                if (won := self._race(live, time.monotonic())) is not None: return won
-                # the newest copy stalled: it runs on beyond `concurrency` on the ticket `_race` took; a new copy gets the slot
-                live[-1][1].add_done_callback(lambda _: self._extra.release())
-                with self._lock: self.usage.transient["hedged"] = self.usage.transient.get("hedged", 0) + 1
-        finally: self._gate.release()
+            text, usage = self._attempt(payload, key, sent)
+            with self._lock: self._recent.append(False)
+            return ChatResult(text, None, False, usage, sent[0])
+        except _Halted: return ChatResult(None, f"not sent: {self.halted}", attempts=sent[0])
+        except _Fatal as e:
+            msg = self._clean(e.args[0])
+            if e.args[1] in (401, 403, 404): self.halt(f"{self.base_url} answered {msg}")  # every request would get the same
+            return ChatResult(None, msg, attempts=sent[0])
+        except _Retryable as e:
+            last = self._clean(str(e))
+            with self._lock:
+                self.usage.transient[e.kind] = self.usage.transient.get(e.kind, 0) + 1
+                self._recent.append(True)
+            # the wait holds no slot; a halt ends it
+            if attempt < self.max_retries: self._halt.wait(self._backoff(attempt, e))
+    return ChatResult(None, f"failed after {self.max_retries + 1} attempts: {last}", attempts=sent[0])
 
-    def _race(self, live: list, t0: float) -> tuple[str, dict] | None:
-        "The first answer of the copies in `live` (the others are cut); the newest copy's error; or None: time for another copy."
-        hedge = True
-        while True:
-            d = self._hedge_time() if hedge else math.inf
-            left = HEDGE_FLOOR if d is None else None if d == math.inf else t0 + d - time.monotonic()
-            if left is not None and left <= 0:
-                if not self._halt.is_set() and self._extra.acquire(blocking=False): return None
-                hedge = False; continue  # no room beyond `concurrency`: this attempt waits its copies out
-            wait([f for _, f in live], timeout=left, return_when=FIRST_COMPLETED)
-            for call, f in list(live):
-                if not f.done(): continue
-                if f.exception() is None or f is live[-1][1]:  # an answer, or the newest copy failed: the race is over
-                    for other, g in live:
-                        if g is not f: other.cut()
-                    return f.result()
-                live.remove((call, f))  # an older, stalled copy failed: the newer ones race on
+@patch
+def _generate(self: OpenAIBackend, conversations, params):
+    key = REQUEST_PRIORITY.get()
+    key = time.monotonic() if key is None else key  # outside a pipeline: first come, first served
+    with self._pool_lock:  # one pool for the backend's life; a copy racing a stalled request needs a thread at once
+        if self._posts is None: self._posts = ThreadPoolExecutor(4 * self.concurrency, thread_name_prefix="medrepro-post")
+    if len(conversations) == 1:  # a pipeline's chains ask one at a time: the caller's thread waits for the slot
+        yield 0, self._request(conversations[0], params, key); return
+    with self._pool_lock:  # more threads than slots: a request waiting to retry holds a thread, not a slot
+        if self._pool is None: self._pool = ThreadPoolExecutor(4 * self.concurrency, thread_name_prefix="medrepro-llm")
+    futs = {self._pool.submit(self._request, c, params, key): i for i, c in enumerate(conversations)}
+    try:
+        for f in as_completed(futs): yield futs[f], f.result()
+    finally:
+        for f in futs: f.cancel()  # a caller that stops early leaves nothing queued
 
-    def _request(self, messages: list[dict], params: dict, key: float) -> ChatResult:
-        "One conversation, retried on transient failures; masked errors; nothing sent once the backend halted."
-        body = {"model": self.model, "messages": messages, self.max_tokens_field: params["max_tokens"],
-                "temperature": params["temperature"], **self.extra_body}
-        if params.get("seed") is not None: body["seed"] = params["seed"]
-        payload, last, sent = json.dumps(body, ensure_ascii=False).encode(), "", [0]
-        for attempt in range(self.max_retries + 1):
-            try:
-                if self._halt.is_set(): raise _Halted()
-                text, usage = self._attempt(payload, key, sent)
-                with self._lock: self._recent.append(False)
-                return ChatResult(text, None, False, usage, sent[0])
-            except _Halted: return ChatResult(None, f"not sent: {self.halted}", attempts=sent[0])
-            except _Fatal as e:
-                msg = self._clean(e.args[0])
-                if e.args[1] in (401, 403, 404): self.halt(f"{self.base_url} answered {msg}")  # every request would get the same
-                return ChatResult(None, msg, attempts=sent[0])
-            except _Retryable as e:
-                last = self._clean(str(e))
-                with self._lock:
-                    self.usage.transient[e.kind] = self.usage.transient.get(e.kind, 0) + 1
-                    self._recent.append(True)
-                # the wait holds no slot; a halt ends it
-                if attempt < self.max_retries: self._halt.wait(self._backoff(attempt, e))
-        return ChatResult(None, f"failed after {self.max_retries + 1} attempts: {last}", attempts=sent[0])
+# %% ../../nbs/12a_data.llm.ipynb #88c85170
+@patch
+def describe(self: OpenAIBackend) -> dict:
+    return {**super(OpenAIBackend, self).describe(), "base_url": self.base_url, "api_key_env": self.api_key_env,
+            "key_present": self.key_present, "timeout": self.timeout, "max_retries": self.max_retries,
+            "max_consecutive_failures": self.max_consecutive_failures}
 
-    def _generate(self, conversations, params):
-        key = REQUEST_PRIORITY.get()
-        key = time.monotonic() if key is None else key  # outside a pipeline: first come, first served
-        with self._pool_lock:  # one pool for the backend's life; a copy racing a stalled request needs a thread at once
-            if self._posts is None: self._posts = ThreadPoolExecutor(4 * self.concurrency, thread_name_prefix="medrepro-post")
-        if len(conversations) == 1:  # a pipeline's chains ask one at a time: the caller's thread waits for the slot
-            yield 0, self._request(conversations[0], params, key); return
-        with self._pool_lock:  # more threads than slots: a request waiting to retry holds a thread, not a slot
-            if self._pool is None: self._pool = ThreadPoolExecutor(4 * self.concurrency, thread_name_prefix="medrepro-llm")
-        futs = {self._pool.submit(self._request, c, params, key): i for i, c in enumerate(conversations)}
-        try:
-            for f in as_completed(futs): yield futs[f], f.result()
-        finally:
-            for f in futs: f.cancel()  # a caller that stops early leaves nothing queued
+@patch
+def close(self: OpenAIBackend) -> None:
+    if self._pool is not None: self._pool.shutdown(wait=True); self._pool = None
+    if self._posts is not None: self._posts.shutdown(wait=False); self._posts = None  # its calls ended with their races
+    with self._lock: idle, self._idle = self._idle, []
+    for c in idle: c.close()
+    super(OpenAIBackend, self).close()
 
-    def close(self) -> None:
-        if self._pool is not None: self._pool.shutdown(wait=True); self._pool = None
-        if self._posts is not None: self._posts.shutdown(wait=False); self._posts = None  # its calls ended with their races
-        with self._lock: idle, self._idle = self._idle, []
-        for c in idle: c.close()
-        super().close()
-
-# %% ../../nbs/12a_data.llm.ipynb #e9ed6b8f
+# %% ../../nbs/12a_data.llm.ipynb #07526892
 class HFBackend(LLMBackend):
     "A local transformers causal LM with batched generation."
     kind = "hf"
@@ -537,28 +560,30 @@ class HFBackend(LLMBackend):
         if tok.chat_template: return tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
         return "\n\n".join(m["content"] for m in conv) + "\n\n"  # base models without a template
 
-    def _generate(self, conversations, params):
-        import torch
-        if not conversations: return  # everything came from the cache: no need to load the model
-        tok, lm = self._load()
-        ctx = getattr(lm.config, "max_position_embeddings", 2048)
-        max_new = max(1, min(params["max_tokens"], ctx // 2))
-        keep = ctx - max_new
-        for s in range(0, len(conversations), self.batch_size):
-            batch = conversations[s:s + self.batch_size]
-            ids = [tok(self._render(tok, c), add_special_tokens=False)["input_ids"][-keep:] for c in batch]
-            enc = tok.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
-            sample = params["temperature"] > 0
-            if sample: torch.manual_seed(params["seed"] or 0)
-            with torch.no_grad():
-                out = lm.generate(**enc, max_new_tokens=max_new, do_sample=sample, pad_token_id=tok.pad_token_id,
-                                  **({"temperature": params["temperature"]} if sample else {}))
-            for j, row in enumerate(out[:, enc["input_ids"].shape[1]:].tolist()):
-                if tok.eos_token_id in row: row = row[:row.index(tok.eos_token_id)]
-                text = tok.decode(row, skip_special_tokens=True)
-                yield s + j, ChatResult(text, None, False, {"prompt_tokens": len(ids[j]), "completion_tokens": len(row)}, 1)
-
     def describe(self) -> dict: return {**super().describe(), "batch_size": self.batch_size, "device": self.device}
+
+# %% ../../nbs/12a_data.llm.ipynb #d36f5cb0
+@patch
+def _generate(self: HFBackend, conversations, params):
+    import torch
+    if not conversations: return  # everything came from the cache: no need to load the model
+    tok, lm = self._load()
+    ctx = getattr(lm.config, "max_position_embeddings", 2048)
+    max_new = max(1, min(params["max_tokens"], ctx // 2))
+    keep = ctx - max_new
+    for s in range(0, len(conversations), self.batch_size):
+        batch = conversations[s:s + self.batch_size]
+        ids = [tok(self._render(tok, c), add_special_tokens=False)["input_ids"][-keep:] for c in batch]
+        enc = tok.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
+        sample = params["temperature"] > 0
+        if sample: torch.manual_seed(params["seed"] or 0)
+        with torch.no_grad():
+            out = lm.generate(**enc, max_new_tokens=max_new, do_sample=sample, pad_token_id=tok.pad_token_id,
+                              **({"temperature": params["temperature"]} if sample else {}))
+        for j, row in enumerate(out[:, enc["input_ids"].shape[1]:].tolist()):
+            if tok.eos_token_id in row: row = row[:row.index(tok.eos_token_id)]
+            text = tok.decode(row, skip_special_tokens=True)
+            yield s + j, ChatResult(text, None, False, {"prompt_tokens": len(ids[j]), "completion_tokens": len(row)}, 1)
 
 # %% ../../nbs/12a_data.llm.ipynb #1661cb25
 RESPONDERS = Registry("responder")
@@ -604,7 +629,7 @@ def get_backend(kind: str,                   # "openai", "hf" or "function"
     "Make a backend of `kind` (see `BACKENDS`)."
     return BACKENDS.get(kind)(model, **kw)
 
-# %% ../../nbs/12a_data.llm.ipynb #1245f5dd
+# %% ../../nbs/12a_data.llm.ipynb #ca0ef1f5
 def add_backend_args(p) -> None:
     "Add the shared --backend/--model/... options to an argparse parser (values checked as they are parsed)."
     g = p.add_argument_group("LLM backend")
@@ -625,6 +650,7 @@ def add_backend_args(p) -> None:
     g.add_argument("--price-in", type=nonneg_float, default=0.0, help="price per million prompt tokens, for the cost summary")
     g.add_argument("--price-out", type=nonneg_float, default=0.0, help="price per million completion tokens")
 
+# %% ../../nbs/12a_data.llm.ipynb #565f1d52
 def _cache_path(a) -> Path | None:
     "The reply cache a command asked for; a folder, or a folder that cannot be written, is an error."
     if a.cache is not None and a.cache.lower() == "none": return None

@@ -63,7 +63,7 @@ def ask_checked(backend: LLMBackend, conversations: Sequence[list[dict]],
         pending = nxt
     return out
 
-# %% ../../nbs/12b_data.pipeline.ipynb #c9061c53
+# %% ../../nbs/12b_data.pipeline.ipynb #207ad6f7
 @dataclass
 class Outcome:
     "What one input turned into."
@@ -90,6 +90,7 @@ def rule_of(reason: str | None) -> str:
     "The rule name of a rejection reason ('invalid_mcq: ...' -> 'invalid_mcq')."
     return (reason or "unknown").split(":")[0]
 
+# %% ../../nbs/12b_data.pipeline.ipynb #9f4cf29b
 def outcome_report(outcomes: Sequence[Outcome], filtered_replies: Counter | None = None, examples: int = 3) -> dict:
     "Accepted/rejected/failed counts, rejections by rule with examples, and every filtered reply (retries included)."
     rej = [o for o in outcomes if o.status == "rejected"]
@@ -184,7 +185,7 @@ def run_chains(chains: Sequence[Chain], backend: LLMBackend, *, retries: int = 2
     if not pipelined(backend) or len(chains) < 2: return _lockstep(chains, ask)
     return [f.result() for f in [chain_pool(backend).submit(_drive, c, ask) for c in chains]]
 
-# %% ../../nbs/12b_data.pipeline.ipynb #3ed2cf94
+# %% ../../nbs/12b_data.pipeline.ipynb #46d1f307
 def rejected_path(out: str | Path) -> Path: return Path(f"{out}.rejected.jsonl")
 def report_path(out: str | Path) -> Path: return Path(f"{out}.report.json")
 def history_path(out: str | Path) -> Path: return Path(f"{out}.run.json")
@@ -213,6 +214,7 @@ def append_rows(path: Path, rows: Sequence[dict]) -> None:
         while view: view = view[os.write(fd, view):]
     finally: os.close(fd)
 
+# %% ../../nbs/12b_data.pipeline.ipynb #b8f20229
 def repair_last_group(path: Path) -> int:
     "Drop the last input's records if a kill left fewer than its `meta.input_records`; the lines removed."
     if not path.exists(): return 0
@@ -269,7 +271,7 @@ def check_settings(out: str | Path, settings: dict, runs: Sequence[dict], force:
     raise UsageError(f"{out} was made with other settings ({shown}); its records would mix two settings. "
                      f"Write to a new --out, or pass --force-settings to continue anyway (recorded in {history_path(out).name})")
 
-# %% ../../nbs/12b_data.pipeline.ipynb #3c96d56d
+# %% ../../nbs/12b_data.pipeline.ipynb #e0e07cba
 @dataclass
 class RunSummary:
     "What one `run_pipeline` call did (this run) and what the output holds (all runs)."
@@ -306,6 +308,7 @@ class RunSummary:
 
     def to_dict(self) -> dict: return {**asdict(self), "rejected": dict(self.rejected), "filtered_replies": dict(self.filtered_replies)}
 
+# %% ../../nbs/12b_data.pipeline.ipynb #6092eb9f
 def rejection_report(out: str | Path, examples: int = 3) -> dict:
     "Counts of the whole output: accepted inputs, records, rejections by rule with examples."
     out = Path(out)
@@ -346,38 +349,7 @@ class _History:
         runs = self.runs + [{k: v for k, v in self.entry.items() if k != "_t0"}]
         save_json({"runs": runs, "totals": history_totals(runs)}, history_path(self.out))
 
-# %% ../../nbs/12b_data.pipeline.ipynb #088ba741
-def run_pipeline(items: Sequence, process: Callable[[list], PipelineResult | list[Outcome]], out: str | Path, *,
-                 backend: LLMBackend | None = None,    # for usage totals, halting, and whether chunks may overlap
-                 chunk_size: int = 64,                 # inputs per `process` call
-                 ahead: int | None = None,             # chunks in flight at once (default: 32 with a concurrent backend, else 1)
-                 progress: bool = True, desc: str = "",
-                 params: dict | None = None,           # the command's parameters, recorded in OUT.run.json
-                 settings: dict | None = None,         # generation settings: a rerun must match them...
-                 force_settings: bool = False) -> RunSummary:  # ...unless forced (and recorded)
-    "Run `process` over the inputs not yet recorded in `out`, appending results in order, crash-safe; resumable."
-    if chunk_size < 1: raise UsageError(f"chunk_size must be >= 1, got {chunk_size}")
-    t0, out, u0 = time.time(), Path(out), backend.usage.to_dict() if backend else {}
-    ids = [str(x.id) for x in items]
-    dup = [k for k, n in Counter(ids).items() if n > 1]
-    if dup: raise MedreproError(f"input ids must be unique to resume safely; repeated: {dup[:5]}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out):
-        runs = read_history(out)
-        forced = check_settings(out, settings or {}, runs, force_settings) if settings is not None else None
-        entry = {"started": _now(), "_t0": t0, "command": desc, "settings": settings, "forced_settings": forced,
-                 **{k: v for k, v in run_metadata(params or {}, backend=backend.describe() if backend else None).items()
-                    if k not in ("time_utc",)}}
-        hist = _History(out, runs, entry)
-        s = _run(items, process, out, backend, chunk_size, ahead, progress, desc, hist, u0)
-        s.seconds = round(time.time() - t0, 3)
-        s.usage = backend.usage.since(u0) if backend else {}
-        hist.save(s, backend, u0, s.outcome)
-        save_json({"this_run": s.to_dict(), "all_runs": history_totals(read_history(out)), "output": rejection_report(out),
-                   "params": params or {}}, report_path(out))
-    return s
-
-# %% ../../nbs/12b_data.pipeline.ipynb #6a8d81bd
+# %% ../../nbs/12b_data.pipeline.ipynb #94acf42a
 def _write(s: RunSummary, out: Path, res: PipelineResult | list[Outcome]) -> None:
     "Append one chunk's outcomes, in order, and count them."
     if isinstance(res, PipelineResult): s.filtered_replies.update(res.report["filtered_replies"]); res = res.outcomes
@@ -393,6 +365,7 @@ def _write(s: RunSummary, out: Path, res: PipelineResult | list[Outcome]) -> Non
             s.failed += 1; s.failed_ids.append(o.id)
             if len(s.failures) < 20: s.failures.append((o.id, o.stage, o.reason))
 
+# %% ../../nbs/12b_data.pipeline.ipynb #56a5c988
 def _run(items, process, out, backend, chunk_size, ahead, progress, desc, hist, u0) -> RunSummary:
     for p in (out, rejected_path(out)): repair_tail(p)
     repair_last_group(out)  # an input with several records (QA pairs) is done only when all of them are there
@@ -429,6 +402,37 @@ def _run(items, process, out, backend, chunk_size, ahead, progress, desc, hist, 
         ex.shutdown(wait=True)
         if bar is not None: bar.close()
     s.halted = halted()
+    return s
+
+# %% ../../nbs/12b_data.pipeline.ipynb #088ba741
+def run_pipeline(items: Sequence, process: Callable[[list], PipelineResult | list[Outcome]], out: str | Path, *,
+                 backend: LLMBackend | None = None,    # for usage totals, halting, and whether chunks may overlap
+                 chunk_size: int = 64,                 # inputs per `process` call
+                 ahead: int | None = None,             # chunks in flight at once (default: 32 with a concurrent backend, else 1)
+                 progress: bool = True, desc: str = "",
+                 params: dict | None = None,           # the command's parameters, recorded in OUT.run.json
+                 settings: dict | None = None,         # generation settings: a rerun must match them...
+                 force_settings: bool = False) -> RunSummary:  # ...unless forced (and recorded)
+    "Run `process` over the inputs not yet recorded in `out`, appending results in order, crash-safe; resumable."
+    if chunk_size < 1: raise UsageError(f"chunk_size must be >= 1, got {chunk_size}")
+    t0, out, u0 = time.time(), Path(out), backend.usage.to_dict() if backend else {}
+    ids = [str(x.id) for x in items]
+    dup = [k for k, n in Counter(ids).items() if n > 1]
+    if dup: raise MedreproError(f"input ids must be unique to resume safely; repeated: {dup[:5]}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out):
+        runs = read_history(out)
+        forced = check_settings(out, settings or {}, runs, force_settings) if settings is not None else None
+        entry = {"started": _now(), "_t0": t0, "command": desc, "settings": settings, "forced_settings": forced,
+                 **{k: v for k, v in run_metadata(params or {}, backend=backend.describe() if backend else None).items()
+                    if k not in ("time_utc",)}}
+        hist = _History(out, runs, entry)
+        s = _run(items, process, out, backend, chunk_size, ahead, progress, desc, hist, u0)
+        s.seconds = round(time.time() - t0, 3)
+        s.usage = backend.usage.since(u0) if backend else {}
+        hist.save(s, backend, u0, s.outcome)
+        save_json({"this_run": s.to_dict(), "all_runs": history_totals(read_history(out)), "output": rejection_report(out),
+                   "params": params or {}}, report_path(out))
     return s
 
 # %% ../../nbs/12b_data.pipeline.ipynb #ddc3aa16

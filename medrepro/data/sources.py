@@ -16,7 +16,7 @@ from ..cli import cli_parser
 
 # %% auto #0
 __all__ = ['LOADERS', 'PUBMEDQA_OPTIONS', 'Skipped', 'LoadResult', 'language_from_name', 'script_language', 'Loader', 'loader',
-           'load', 'load_mcq', 'parse_cmexam_options', 'subject_from_filename', 'normalize_cjk', 'parse_xmed_options',
+           'parse_cmexam_options', 'load', 'load_mcq', 'subject_from_filename', 'normalize_cjk', 'parse_xmed_options',
            'summarize', 'stats_cmd']
 
 # %% ../../nbs/11_data.sources.ipynb #b3206c16
@@ -127,7 +127,7 @@ class _Ctx:
         self.records.extend(out)
         return True
 
-# %% ../../nbs/11_data.sources.ipynb #66b238ba
+# %% ../../nbs/11_data.sources.ipynb #63f1c9ba
 class _DupDict(dict):
     "A JSON object that remembers keys it saw twice (json.loads would silently keep the last)."
     dups: tuple = ()
@@ -158,6 +158,7 @@ def _missing(s: str) -> bool:
     "CMExam copies write missing cells as the string 'nan'."
     return s.strip().lower() in ("", "nan", "none", "null")
 
+# %% ../../nbs/11_data.sources.ipynb #947b98e1
 _LETTER_FORM = re.compile(r"^[(\[（【]?\s*([A-Za-z])\s*[)\]）】]?[.．、:：]?$")
 
 def _letter(k: Any) -> str:
@@ -188,6 +189,7 @@ def _options(opts: dict[str, Any] | list[tuple[str, Any]], drop_empty_tail: bool
         if not out[k]: raise RecordError(f"option {k} is empty")
     return {k: out[k] for k in present}
 
+# %% ../../nbs/11_data.sources.ipynb #131b92c6
 def _question(v: Any) -> str:
     q = _text(v, "question")
     if _missing(q): raise RecordError("empty question")
@@ -292,68 +294,6 @@ def _row_loader(name: str, kind: str, patterns: tuple[str, ...]) -> Callable:
         return parse
     return deco
 
-# %% ../../nbs/11_data.sources.ipynb #2c6dff60
-def _files(spec: Loader, path: Path, subjects: Iterable[str] | None) -> list[Path]:
-    if path.is_file(): files = [path]
-    elif path.is_dir():
-        files = sorted({f for pat in spec.patterns for f in path.glob(pat) if f.is_file()})
-        if not files: raise RecordError(f"no {spec.name} files ({', '.join(spec.patterns)}) in this folder", str(path))
-    else: raise RecordError("no such file or folder", str(path))
-    if subjects is None: return files
-    if spec.subject_of is None: raise MedreproError(f"format {spec.name!r} has no subjects; drop subjects=")
-    want, have = list(subjects), {spec.subject_of(f): f for f in files}
-    missing = [s for s in want if s not in have]
-    if missing: raise RecordError(f"subject(s) {', '.join(missing)} not found (have: {', '.join(sorted(have))})", str(path))
-    return [have[s] for s in want]
-
-def _merge_info(fmt: str, per_file: dict[str, dict], files: list[Path]) -> dict[str, Any]:
-    "Top-level info: keys whose value agrees across files, plus the per-file details."
-    info: dict[str, Any] = {"format": fmt, "files": [str(f) for f in files]}
-    keys = {k for d in per_file.values() for k in d}
-    for k in sorted(keys):
-        vals = [d.get(k) for d in per_file.values()]
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in vals) and k.startswith("n_"): info[k] = sum(vals)
-        elif all(v == vals[0] for v in vals): info[k] = vals[0]
-    if len(files) > 1: info["per_file"] = per_file
-    return info
-
-def _id_prefixes(files: list[Path]) -> dict[Path, str]:
-    "Id prefix per file of a folder: the file stem, or the whole name where two files share a stem (corpus.txt, corpus.jsonl)."
-    stems = [f.stem for f in files]
-    return {f: f.stem if stems.count(f.stem) == 1 else f.name for f in files}
-
-def load(fmt: str, path: str | Path, *, on_error: str = "raise", encoding: str = "utf-8",
-         subjects: Iterable[str] | None = None, hub: bool = False, split: str | None = None, **kw) -> LoadResult:
-    "Load a file or folder in format `fmt` into records; see `LOADERS` for the formats and their options."
-    spec = LOADERS.get(fmt)
-    if on_error not in ("raise", "skip"): raise MedreproError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
-    bad = sorted(set(kw) - set(spec.options()))
-    if bad: raise MedreproError(f"loader {fmt!r} has no option(s) {', '.join(bad)} (options: {', '.join(spec.options()) or 'none'})")
-    if hub: return _load_hub(spec, str(path), split, on_error, **kw)
-    files = _files(spec, Path(path), subjects)
-    records, skipped, per_file = [], [], {}
-    prefix = _id_prefixes(files)
-    normalised = Counter()
-    for f in files:
-        ctx = _Ctx(str(f), on_error, encoding)
-        token = _NORMALISED.set(ctx.normalised)  # file-level quirks (BOM, CRLF) are noted while reading
-        try: spec.read(f, ctx, **kw)
-        finally: _NORMALISED.reset(token)
-        for k in ("bom", "crlf_line_ends"):  # counted per file, though some readers read their file twice
-            if ctx.normalised[k] > 1: ctx.normalised[k] = 1
-        normalised += ctx.normalised
-        if len(files) > 1 and spec.subject_of is None:  # keep ids unique across the files of a folder
-            for r in ctx.records: r.id = f"{prefix[f]}/{r.id}"
-        records += ctx.records; skipped += ctx.skipped; per_file[str(f)] = ctx.info
-    info = _merge_info(fmt, per_file, files)
-    info.update(kind=spec.kind, n_records=len(records), n_skipped=len(skipped), normalised=dict(sorted(normalised.items())))
-    return LoadResult(records, skipped, info)
-
-def load_mcq(fmt: str, path: str | Path, **kw) -> list[MCQ]:
-    "Multiple-choice questions of an MCQ format (an error for Pair/Document formats)."
-    if LOADERS.get(fmt).kind != "mcq": raise MedreproError(f"format {fmt!r} holds {LOADERS.get(fmt).kind} records, not MCQs")
-    return load(fmt, path, **kw).records
-
 # %% ../../nbs/11_data.sources.ipynb #8180a5c3
 _CMEXAM_OPT = re.compile(r"^([A-Za-z])(?:[ \t\u3000]+|[.．、:：][ \t\u3000]*)(.*)$", re.S)
 
@@ -388,6 +328,69 @@ def _read_cmexam(path: Path, ctx: _Ctx, language: str = "zh"):
                    "" if _missing(expl) else expl.strip(), language, "cmexam", meta)
     for i, (line, fields) in enumerate(rows):
         ctx.add(_Row(i, line, fields), lambda f, i=i: build(i, f))
+
+# %% ../../nbs/11_data.sources.ipynb #8e9ab7ec
+def _files(spec: Loader, path: Path, subjects: Iterable[str] | None) -> list[Path]:
+    if path.is_file(): files = [path]
+    elif path.is_dir():
+        files = sorted({f for pat in spec.patterns for f in path.glob(pat) if f.is_file()})
+        if not files: raise RecordError(f"no {spec.name} files ({', '.join(spec.patterns)}) in this folder", str(path))
+    else: raise RecordError("no such file or folder", str(path))
+    if subjects is None: return files
+    if spec.subject_of is None: raise MedreproError(f"format {spec.name!r} has no subjects; drop subjects=")
+    want, have = list(subjects), {spec.subject_of(f): f for f in files}
+    missing = [s for s in want if s not in have]
+    if missing: raise RecordError(f"subject(s) {', '.join(missing)} not found (have: {', '.join(sorted(have))})", str(path))
+    return [have[s] for s in want]
+
+def _merge_info(fmt: str, per_file: dict[str, dict], files: list[Path]) -> dict[str, Any]:
+    "Top-level info: keys whose value agrees across files, plus the per-file details."
+    info: dict[str, Any] = {"format": fmt, "files": [str(f) for f in files]}
+    keys = {k for d in per_file.values() for k in d}
+    for k in sorted(keys):
+        vals = [d.get(k) for d in per_file.values()]
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in vals) and k.startswith("n_"): info[k] = sum(vals)
+        elif all(v == vals[0] for v in vals): info[k] = vals[0]
+    if len(files) > 1: info["per_file"] = per_file
+    return info
+
+def _id_prefixes(files: list[Path]) -> dict[Path, str]:
+    "Id prefix per file of a folder: the file stem, or the whole name where two files share a stem (corpus.txt, corpus.jsonl)."
+    stems = [f.stem for f in files]
+    return {f: f.stem if stems.count(f.stem) == 1 else f.name for f in files}
+
+# %% ../../nbs/11_data.sources.ipynb #1ede1788
+def load(fmt: str, path: str | Path, *, on_error: str = "raise", encoding: str = "utf-8",
+         subjects: Iterable[str] | None = None, hub: bool = False, split: str | None = None, **kw) -> LoadResult:
+    "Load a file or folder in format `fmt` into records; see `LOADERS` for the formats and their options."
+    spec = LOADERS.get(fmt)
+    if on_error not in ("raise", "skip"): raise MedreproError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+    bad = sorted(set(kw) - set(spec.options()))
+    if bad: raise MedreproError(f"loader {fmt!r} has no option(s) {', '.join(bad)} (options: {', '.join(spec.options()) or 'none'})")
+    if hub: return _load_hub(spec, str(path), split, on_error, **kw)
+    files = _files(spec, Path(path), subjects)
+    records, skipped, per_file = [], [], {}
+    prefix = _id_prefixes(files)
+    normalised = Counter()
+    for f in files:
+        ctx = _Ctx(str(f), on_error, encoding)
+        token = _NORMALISED.set(ctx.normalised)  # file-level quirks (BOM, CRLF) are noted while reading
+        try: spec.read(f, ctx, **kw)
+        finally: _NORMALISED.reset(token)
+        for k in ("bom", "crlf_line_ends"):  # counted per file, though some readers read their file twice
+            if ctx.normalised[k] > 1: ctx.normalised[k] = 1
+        normalised += ctx.normalised
+        if len(files) > 1 and spec.subject_of is None:  # keep ids unique across the files of a folder
+            for r in ctx.records: r.id = f"{prefix[f]}/{r.id}"
+        records += ctx.records; skipped += ctx.skipped; per_file[str(f)] = ctx.info
+    info = _merge_info(fmt, per_file, files)
+    info.update(kind=spec.kind, n_records=len(records), n_skipped=len(skipped), normalised=dict(sorted(normalised.items())))
+    return LoadResult(records, skipped, info)
+
+def load_mcq(fmt: str, path: str | Path, **kw) -> list[MCQ]:
+    "Multiple-choice questions of an MCQ format (an error for Pair/Document formats)."
+    if LOADERS.get(fmt).kind != "mcq": raise MedreproError(f"format {fmt!r} holds {LOADERS.get(fmt).kind} records, not MCQs")
+    return load(fmt, path, **kw).records
 
 # %% ../../nbs/11_data.sources.ipynb #133379f6
 def _medqa_row(d: dict, i: int, language: str | None, source: str) -> MCQ:
@@ -480,7 +483,7 @@ def _read_pubmedqa(path: Path, ctx: _Ctx, ground_truth: str | Path | None = None
         label = None if labels is None else _text(labels[pmid], pmid).lower()
         ctx.add(_Row(pmid, None, data[pmid]), lambda d, p=pmid, l=label: _pubmedqa_row(p, d, l))
 
-# %% ../../nbs/11_data.sources.ipynb #4c6882c0
+# %% ../../nbs/11_data.sources.ipynb #5fd66292
 _SPLIT_SUFFIX = re.compile(r"_(dev|val|validation|test|train|auxiliary_train)$")
 
 def subject_from_filename(path: Path) -> str:
@@ -509,6 +512,7 @@ def _read_mmlu(path: Path, ctx: _Ctx, language: str = "en"):
         return _abcd_row(i, dict(zip(["question", *"ABCD", "answer"], fields)), language, "mmlu", subject, split)
     for i, (line, fields) in enumerate(rows): ctx.add(_Row(i, line, fields), lambda f, i=i: build(i, f))
 
+# %% ../../nbs/11_data.sources.ipynb #7ac32b63
 def _read_headed_csv(path: Path, ctx: _Ctx, expect: list[str], optional: list[str]) -> tuple[list[str], list]:
     "Header (checked against `expect` + `optional`) and data rows of a CSV file."
     rows = list(_csv_rows(_read_text(path, ctx.encoding), ctx.file))
@@ -638,7 +642,7 @@ def _read_xmedbench(path: Path, ctx: _Ctx, language: str | None = None, strip_pe
                    _gold(_get(d, "answer")), "", lang, "xmedbench", meta)
     for i, d in enumerate(items): ctx.add(_Row(i, None, d), lambda d, i=i: build(d, i))
 
-# %% ../../nbs/11_data.sources.ipynb #98435484
+# %% ../../nbs/11_data.sources.ipynb #0fda9637
 @loader("text", "document", ("*.txt", "*.jsonl"))
 def _read_text_docs(path: Path, ctx: _Ctx, text_field: str = "text", source: str = "", language: str | None = None):
     "Continual-training text: one document per line (.txt), or jsonl with a text field."
@@ -662,6 +666,7 @@ def _parse_alpaca(rows: Iterable[_Row], ctx: _Ctx, source: str = "sft", language
     "Alpaca instruction data: JSON array or jsonl of instruction, input, output."
     for r in rows: ctx.add(r, lambda d, r=r: _alpaca_row(d, r.index, source, language, priority))
 
+# %% ../../nbs/11_data.sources.ipynb #a5d25765
 _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
           "bard": "assistant", "bing": "assistant", "system": "system"}
 
@@ -737,7 +742,7 @@ def _load_hub(spec: Loader, hub_id: str, split: str | None, on_error: str, **kw)
                                                  "n_records": len(ctx.records), "n_skipped": len(ctx.skipped),
                                                  "normalised": dict(sorted(ctx.normalised.items()))})
 
-# %% ../../nbs/11_data.sources.ipynb #66af3a92
+# %% ../../nbs/11_data.sources.ipynb #7576e90e
 def summarize(res: LoadResult, max_errors: int = 50) -> dict[str, Any]:
     "Counts of a `LoadResult`: records, multi-answer, option-count histogram, languages, skipped rows."
     recs = res.records
@@ -765,6 +770,7 @@ def _print_summary(s: dict[str, Any]) -> None:
     print(f"skipped       {s['skipped']}")
     for e in s["errors"]: print(f"  {Skipped(**e)}")
 
+# %% ../../nbs/11_data.sources.ipynb #9d99a41f
 def _option_value(v: str) -> Any:
     "CLI option values: ints and booleans parsed, anything else kept as text."
     if re.fullmatch(r"-?\d+", v): return int(v)

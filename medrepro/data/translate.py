@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, replace
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Sequence
+from fastcore.basics import patch
 from ..core import MedreproError, read_jsonl, save_json
 from ..cli import cli_parser, nonneg_float, nonneg_int, positive_int, unit_float
 from .records import MCQ, Document, Pair
@@ -56,7 +57,7 @@ def cycle_bleu(originals: Sequence[str], backs: Sequence[str], language: str) ->
     bleu = BLEU(tokenize=bleu_tokenizer(language), effective_order=True)  # effective order: short texts are not 0
     return [bleu.sentence_score(b, [o]).score / 100 for o, b in zip(originals, backs)]
 
-# %% ../../nbs/13_data.translate.ipynb #c793da9b
+# %% ../../nbs/13_data.translate.ipynb #f76356e9
 class EmbeddingScorer:
     "BERTScore-style F1 (or mean-pooled cosine) between texts, from a local encoder's hidden states."
     def __init__(self, model: str = "tiny",       # local folder, hub id, or embedded name (tiny, small)
@@ -94,18 +95,20 @@ class EmbeddingScorer:
             out += [h[i][keep[i]] for i in range(h.shape[0])]
         return out
 
-    def similarity(self, a: Sequence[str], b: Sequence[str]) -> list[float]:
-        "Similarity (0-1) of each pair a[i], b[i]."
-        import torch
-        ea, eb, out = self.embed(a), self.embed(b), []
-        for x, y in zip(ea, eb):
-            if len(x) == 0 or len(y) == 0: out.append(0.0); continue
-            if self.pooling == "mean":
-                out.append(float(torch.nn.functional.cosine_similarity(x.mean(0), y.mean(0), dim=0).clamp(0, 1))); continue
-            sim = x @ y.T
-            r, p = sim.max(1).values.mean(), sim.max(0).values.mean()  # recall over a's tokens, precision over b's
-            out.append(float((2 * p * r / (p + r)).clamp(0, 1)) if p + r > 0 else 0.0)
-        return out
+# %% ../../nbs/13_data.translate.ipynb #532ccd87
+@patch
+def similarity(self: EmbeddingScorer, a: Sequence[str], b: Sequence[str]) -> list[float]:
+    "Similarity (0-1) of each pair a[i], b[i]."
+    import torch
+    ea, eb, out = self.embed(a), self.embed(b), []
+    for x, y in zip(ea, eb):
+        if len(x) == 0 or len(y) == 0: out.append(0.0); continue
+        if self.pooling == "mean":
+            out.append(float(torch.nn.functional.cosine_similarity(x.mean(0), y.mean(0), dim=0).clamp(0, 1))); continue
+        sim = x @ y.T
+        r, p = sim.max(1).values.mean(), sim.max(0).values.mean()  # recall over a's tokens, precision over b's
+        out.append(float((2 * p * r / (p + r)).clamp(0, 1)) if p + r > 0 else 0.0)
+    return out
 
 # %% ../../nbs/13_data.translate.ipynb #19a37a8d
 @dataclass
@@ -131,7 +134,7 @@ def cycle_scores(originals: Sequence[str], backs: Sequence[str], language: str, 
     return [{"bleu": round(b, 4), "embedding": None if e is None else round(e, 4),
              "score": round((wb * b + we * (e or 0.0)) / (wb + we), 4)} for b, e in zip(bleu, emb)]
 
-# %% ../../nbs/13_data.translate.ipynb #8ea2da40
+# %% ../../nbs/13_data.translate.ipynb #9c6004ef
 def _fields(r) -> list[tuple[str, str]]:
     "(path, text) of the translatable fields of a record."
     if isinstance(r, Pair): return [(k, getattr(r, k)) for k in ("instruction", "input", "output") if getattr(r, k).strip()]
@@ -160,6 +163,7 @@ def _check_translation(text: str, lang: str) -> tuple[str | None, str | None]:
     if not t: return None, "empty_translation"
     return (t, None) if language_ok(t, lang) else (None, "wrong_language")
 
+# %% ../../nbs/13_data.translate.ipynb #caf0879b
 def translate_chain(j: TranslationJob, src: str, backend: LLMBackend, cfg: TranslateConfig):
     "One job's calls: its fields translated together, then the translations back; returns (outcome, fields)."
     if src == j.target: return Outcome(j.id, "rejected", reason="same_language", stage="translate"), []

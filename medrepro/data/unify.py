@@ -219,7 +219,7 @@ def parse_json_reply(text: str) -> Any:
             except json.JSONDecodeError: continue
     raise ValueError(f"no JSON value in reply: {t[:60]!r}")
 
-# %% ../../nbs/12_data.unify.ipynb #7138642c
+# %% ../../nbs/12_data.unify.ipynb #1eebdee9
 @dataclass
 class QAConfig:
     "Settings of MMed-IFT-style generation."
@@ -251,6 +251,7 @@ def _check_qa(text: str, lang: str, max_q: int) -> tuple[list | None, str | None
         if q and a and len(q) <= max_q and not mentions_reference(q + " " + a) and language_ok(q + a, lang): good.append((q, a))
     return (good, None) if good else (None, "no_valid_pairs")
 
+# %% ../../nbs/12_data.unify.ipynb #1913a6bf
 def _check_mcq(text: str, lang: str, doc_id: str, max_q: int) -> tuple[MCQ | None, str | None]:
     try: d = parse_json_reply(text)
     except ValueError: return None, "malformed_json"
@@ -267,6 +268,7 @@ def _check_mcq(text: str, lang: str, doc_id: str, max_q: int) -> tuple[MCQ | Non
     if not language_ok(q.question, lang): return None, "question_wrong_language"
     return q, None
 
+# %% ../../nbs/12_data.unify.ipynb #679c50d0
 def qa_chain(d: Document, backend: LLMBackend, cfg: QAConfig):
     "One passage's calls: condense it, then generate QA pairs or one MCQ from the summary."
     lang = _target(d, cfg.language)
@@ -298,7 +300,7 @@ def generate_qa(docs: Sequence[Document], backend: LLMBackend, config: QAConfig 
                      retry_temperature=cfg.retry_temperature, rejections=rejections)
     return pipeline_result(out, rejections)
 
-# %% ../../nbs/12_data.unify.ipynb #70c5a82a
+# %% ../../nbs/12_data.unify.ipynb #34bc6c2d
 def _documents(a) -> list[Document]:
     "The input documents of a unify/generate-qa command; a clear error for other record types."
     recs = read_inputs(a.input, a.format, a.limit)
@@ -329,6 +331,7 @@ def _run(name: str, a, docs: list, process, cfg, be: LLMBackend, **more) -> int:
     be.close()
     return finish(s, Path(a.out), name)
 
+# %% ../../nbs/12_data.unify.ipynb #25cc3ced
 def unify_cmd(argv: list[str]) -> int:
     "CLI: HuatuoGPT-II unification of a document file into instruction pairs."
     p = _parser("unify", "Rewrite documents into instruction-output pairs (HuatuoGPT-II), resumably.")
