@@ -1,12 +1,11 @@
 """Library notebooks read as tutorials: export cells of a screen or less, each followed by an example (tools/check_notebooks.py)."""
-import importlib.util, json, subprocess, sys
+import json, subprocess, sys
 from pathlib import Path
 
+from tool_loader import load_tool
+
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("check_notebooks", ROOT / "tools" / "check_notebooks.py")
-cn = importlib.util.module_from_spec(_spec)
-sys.modules["check_notebooks"] = cn  # dataclasses look their module up
-_spec.loader.exec_module(cn)
+cn = load_tool("check_notebooks")
 
 
 def test_the_repository_passes_the_check():

@@ -1,21 +1,15 @@
 """The documentation site (tools/docs.py): a build of two notebooks, checked on the built pages."""
-import importlib.util, json, re, subprocess, sys
+import importlib, json, re, subprocess, sys
 from pathlib import Path
 import pytest
+
+from tool_loader import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBSET = ["20_samplers", "93_guo2023_figure1"]  # a library notebook and a paper notebook, both drawing a figure
 
 
-def _docs_module():
-    spec = importlib.util.spec_from_file_location("medrepro_docs_build", ROOT / "tools" / "docs.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # the executor's worker processes look its functions up by module name
-    spec.loader.exec_module(mod)
-    return mod
-
-
-docs = _docs_module()
+docs = load_tool("docs")  # registered by name: the executor's worker processes look its functions up by module name
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+from tool_loader import load_tool
 
 from medrepro.core import MedreproError
 from medrepro.minimed import (FACT_TEMPLATES, MEDICAL_RELATIONS, QUESTION_TYPES, WorldConfig, build, build_cmd,
@@ -328,18 +329,9 @@ def test_sft_share_mini_block_is_the_one_stage_mix(tmp_path, monkeypatch):
     assert (block["sft_epochs"], block["domain_epochs"]) == (c.one_stage_sft_epochs, c.one_stage_domain_epochs)
 
 
-def _tool(name: str):
-    import importlib.util, pathlib
-    path = pathlib.Path(__file__).resolve().parent.parent / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"medrepro_tool_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_compare_minimed_gaps_and_the_two_recorded_machines(capsys):
     # the per-seed gap is taken over the seeds and conditions both files ran, as an absolute difference
-    cmp = _tool("compare_minimed")
+    cmp = load_tool("compare_minimed")
     a = {"per_seed": {"0": {"ct_ft": {"medical": 0.5}, "base": {"medical": 0.3}}, "1": {"ct_ft": {"medical": 0.4}}}}
     b = {"per_seed": {"0": {"ct_ft": {"medical": 0.42}}, "1": {"ct_ft": {"medical": 0.45}}, "2": {"ct_ft": {"medical": 0.9}}}}
     assert cmp.seed_gaps(a, b, "medical") == pytest.approx({"ct_ft": 0.08})

@@ -1,12 +1,11 @@
 """medrepro's module graph: no import circle (a lazy import inside a function counts too), and the detector can fail."""
-import importlib.util, subprocess, sys
+import subprocess, sys
 from pathlib import Path
 
+from tool_loader import load_tool
+
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("module_graph", ROOT / "tools" / "module_graph.py")
-mg = importlib.util.module_from_spec(_spec)
-sys.modules["module_graph"] = mg  # dataclasses look their module up
-_spec.loader.exec_module(mg)
+mg = load_tool("module_graph")
 
 
 def test_medrepro_has_no_import_circle():
